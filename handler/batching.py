@@ -1,0 +1,85 @@
+"""Grouping a request's operations into as few SMC calls as the limits allow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handler.events import compact_json
+from handler.operations import Operation, Target
+
+MAX_ROWS_PER_CALL = 2000
+MAX_BYTES_PER_CALL = 3 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One SMC call: a target and a JSON array of rows; `sources[i]` are the events behind row i."""
+
+    target: Target
+    body: bytes
+    sources: list[list[int]]
+
+    @property
+    def rows(self) -> int:
+        """How many rows the call carries."""
+        return len(self.sources)
+
+
+def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
+    """Keep only the last intended membership change per (segment, person).
+
+    Adding and removing the same person in one batch go to two different endpoints that may run
+    in parallel; applying only the latest (by timestamp, then position) makes the end state the
+    one the sender intended. Superseded events share the outcome of the change that won.
+    """
+    latest: dict[tuple[object, ...], Operation] = {}
+    kept: list[Operation] = []
+    for op in operations:
+        if op.target.segment is None:
+            kept.append(op)
+            continue
+        key = (op.target.list_name, op.target.segment, op.target.key_fields, op.row[0])
+        current = latest.get(key)
+        if current is None:
+            latest[key] = op
+        elif op.order >= current.order:
+            op.sources = current.sources + op.sources
+            latest[key] = op
+        else:
+            current.sources.extend(op.sources)
+    return kept + list(latest.values())
+
+
+def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    parts: list[bytes] = []
+    sources: list[list[int]] = []
+    size = 2
+    for op in operations:
+        encoded = compact_json(op.row).encode("utf-8", "surrogatepass")
+        if parts and (len(parts) >= MAX_ROWS_PER_CALL or size + len(encoded) + 1 > MAX_BYTES_PER_CALL):
+            chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources))
+            parts, sources, size = [], [], 2
+        parts.append(encoded)
+        sources.append(op.sources)
+        size += len(encoded) + 1
+    if parts:
+        chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources))
+    return chunks
+
+
+def plan(operations: list[Operation]) -> list[list[Chunk]]:
+    """Phases of calls: every load and segment change first, then user deletions.
+
+    Calls within a phase touch different targets and may run in parallel; deletions run last so
+    a person deleted in the same batch as their events ends up with no rows.
+    """
+    by_target: dict[Target, list[Operation]] = {}
+    for op in coalesce_memberships(operations):
+        by_target.setdefault(op.target, []).append(op)
+    first: list[Chunk] = []
+    last: list[Chunk] = []
+    for target, ops in by_target.items():
+        phase = last if target.action == "delete" and target.segment is None else first
+        phase.extend(_chunks(target, ops))
+    return [phase for phase in (first, last) if phase]

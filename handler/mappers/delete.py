@@ -1,0 +1,15 @@
+"""delete (user deletion request) → remove the user's rows from the events list."""
+
+from __future__ import annotations
+
+from handler.events import SegmentEvent
+from handler.operations import Operation, Target
+from handler.schema import ANONYMOUS_ID, USER_ID
+from handler.settings import Settings
+
+
+def map_delete(event: SegmentEvent, settings: Settings) -> Operation:
+    """Deletes every row of the person, keyed on USER_ID (or ANONYMOUS_ID when that is all there is)."""
+    key, value = (USER_ID, event.user_id) if event.user_id else (ANONYMOUS_ID, event.anonymous_id)
+    target = Target("delete", settings.events_list, (key,), (key,), not_found_is_done=True)
+    return Operation(target, [value], [event.index])

@@ -1,0 +1,62 @@
+"""Logger, metrics and tracer shared by every module (Powertools), plus a thread-safe metric buffer."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+# Service name, namespace and level come from POWERTOOLS_* variables (template Globals).
+logger = Logger(use_rfc3339=True)
+metrics = Metrics()
+# Only requests and botocore are patched: the SMC call and AWS calls are what an on-call reads.
+tracer = Tracer(patch_modules=("requests", "botocore"))
+
+_lock = threading.Lock()
+_counts: defaultdict[str, float] = defaultdict(float)
+_timings: defaultdict[str, list[float]] = defaultdict(list)
+
+T = TypeVar("T")
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add to a count metric; safe from worker threads, flushed by `flush_metrics`."""
+    with _lock:
+        _counts[name] += value
+
+
+def timing(name: str, milliseconds: float) -> None:
+    """Record one duration sample in milliseconds."""
+    with _lock:
+        _timings[name].append(round(milliseconds, 1))
+
+
+def flush_metrics() -> None:
+    """Move buffered samples into the Powertools Metrics of this invocation."""
+    with _lock:
+        counts, timings = dict(_counts), {k: list(v) for k, v in _timings.items()}
+        _counts.clear()
+        _timings.clear()
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for name, samples in timings.items():
+        for sample in samples[:100]:  # EMF takes at most 100 values per metric
+            metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=sample)
+
+
+def in_thread_with_trace(fn: Callable[..., T]) -> Callable[..., T]:
+    """Wrap `fn` so that, in a worker thread, X-Ray subsegments attach to the caller's segment."""
+    if tracer.disabled:
+        return fn
+    recorder: Any = tracer.provider  # aws_xray_sdk's recorder; Powertools types it as a base class
+    entity = recorder.get_trace_entity()
+
+    def run(*args: Any, **kwargs: Any) -> T:
+        recorder.set_trace_entity(entity)
+        return fn(*args, **kwargs)
+
+    return run

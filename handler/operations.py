@@ -1,0 +1,37 @@
+"""What mappers produce: rows bound for one SMC target (a list or static segment, load or delete)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Action = Literal["load", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One SMC endpoint and its query: every row sent to it shares this."""
+
+    action: Action
+    list_name: str
+    key_fields: tuple[str, ...]
+    fields: tuple[str, ...]
+    segment: str | None = None
+    # A user-deletion that finds no list or no rows has nothing left to do: SMC 404 means done.
+    not_found_is_done: bool = False
+
+    def describe(self) -> str:
+        """A log-safe label, e.g. `load segment_events` or `delete users/vip`."""
+        where = f"{self.list_name}/{self.segment}" if self.segment else self.list_name
+        return f"{self.action} {where}"
+
+
+@dataclass(slots=True)
+class Operation:
+    """One row for one target, and the events (usually one) whose outcome it decides."""
+
+    target: Target
+    row: list[object]
+    sources: list[int] = field(default_factory=list)
+    # Orders operations that touch the same thing (segment membership): later wins.
+    order: tuple[str, int] = ("", 0)

@@ -1,0 +1,73 @@
+"""Per-event outcomes and the summary answered to Segment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["delivered", "filtered", "duplicate", "rejected", "retried"]
+OUTCOMES: tuple[Outcome, ...] = ("delivered", "filtered", "duplicate", "rejected", "retried")
+
+# Keeps a remembered answer well inside DynamoDB's 400 KB item limit for a 4,000-event batch.
+MAX_LISTED_FAILURES = 500
+
+
+@dataclass(slots=True)
+class EventResult:
+    """What happened to one event of the request."""
+
+    index: int
+    message_id: str
+    event_type: str
+    outcome: Outcome | None = None
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """The outcome of every event of one request; each event ends with exactly one."""
+
+    results: list[EventResult]
+    retry_after: float | None = None
+    throttled: bool = False  # SMC answered 429: passed on so Segment slows down
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def settle(self, index: int, outcome: Outcome, reason: str | None = None) -> None:
+        """Record an event's outcome; a second, different outcome is a bug and raises."""
+        result = self.results[index]
+        if result.outcome is not None and result.outcome != outcome:
+            raise RuntimeError(f"event {index} already settled as {result.outcome}")
+        result.outcome, result.reason = outcome, reason
+
+    def counts(self) -> dict[str, int]:
+        """How many events ended in each outcome."""
+        totals: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        for result in self.results:
+            if result.outcome is None:
+                raise RuntimeError(f"event {result.index} has no outcome")
+            totals[result.outcome] += 1
+        return totals
+
+    def status(self) -> int:
+        """The HTTP status Segment acts on: 503/429 retry, 400 drop, 200 done."""
+        totals = self.counts()
+        if totals["retried"]:
+            return 429 if self.throttled else 503
+        if totals["rejected"] == len(self.results):
+            return 400
+        return 200
+
+    def body(self) -> dict[str, Any]:
+        """The JSON summary: counts per outcome and, for each failed event, why."""
+        totals = self.counts()
+        failures = [
+            {"index": r.index, "messageId": r.message_id, "outcome": r.outcome, "reason": r.reason}
+            for r in self.results
+            if r.outcome in ("rejected", "retried")
+        ]
+        body: dict[str, Any] = {"received": len(self.results)}
+        body.update(totals)
+        body["failures"] = failures[:MAX_LISTED_FAILURES]
+        if len(failures) > MAX_LISTED_FAILURES:
+            body["failuresOmitted"] = len(failures) - MAX_LISTED_FAILURES
+        return body

@@ -1,0 +1,189 @@
+"""Configuration: every environment variable the function reads, validated once into `Settings`."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from handler.names import is_api_name
+
+# The names users and tooling configure: template.yaml passes each of these, and a test keeps both in step.
+SMC_ADMIN_URL = "SMC_ADMIN_URL"
+SMC_ORGANIZATION = "SMC_ORGANIZATION"
+SMC_EVENTS_LIST = "SMC_EVENTS_LIST"
+SMC_ALLOWED_EVENTS = "SMC_ALLOWED_EVENTS"
+SMC_SEND_PAGE_EVENTS = "SMC_SEND_PAGE_EVENTS"
+SMC_SEND_SCREEN_EVENTS = "SMC_SEND_SCREEN_EVENTS"
+SMC_SEND_ALIAS_EVENTS = "SMC_SEND_ALIAS_EVENTS"
+SMC_SEND_GROUP_EVENTS = "SMC_SEND_GROUP_EVENTS"
+SMC_EXTRA_ALLOWED_HOSTS = "SMC_EXTRA_ALLOWED_HOSTS"
+SMC_SECRET_ID = "SMC_SECRET_ID"  # noqa: S105 - a variable name, not a secret
+IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+RESPONSE_DEADLINE_MS = "RESPONSE_DEADLINE_MS"
+SECRET_MAX_AGE_SECONDS = "SECRET_MAX_AGE_SECONDS"  # noqa: S105 - a variable name
+IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
+
+ENV_VARS: tuple[str, ...] = (
+    SMC_ADMIN_URL,
+    SMC_ORGANIZATION,
+    SMC_EVENTS_LIST,
+    SMC_ALLOWED_EVENTS,
+    SMC_SEND_PAGE_EVENTS,
+    SMC_SEND_SCREEN_EVENTS,
+    SMC_SEND_ALIAS_EVENTS,
+    SMC_SEND_GROUP_EVENTS,
+    SMC_EXTRA_ALLOWED_HOSTS,
+    SMC_SECRET_ID,
+    IDEMPOTENCY_TABLE,
+    RESPONSE_DEADLINE_MS,
+    SECRET_MAX_AGE_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
+)
+
+SMC_HOST_SUFFIXES = (".slgnt.us", ".slgnt.eu")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The destination's configuration, read once per process."""
+
+    smc_base_url: str
+    organization: str
+    events_list: str
+    allowed_events: frozenset[str] | None  # None = every track event
+    send_page_events: bool
+    send_screen_events: bool
+    send_alias_events: bool
+    send_group_events: bool
+    secret_id: str
+    idempotency_table: str
+    response_deadline_ms: int = 4500
+    secret_max_age_seconds: int = 300
+    idempotency_ttl_seconds: int = 86400
+
+    def track_allowed(self, event_name: str) -> bool:
+        """Whether a track event passes the `SMC_ALLOWED_EVENTS` allowlist."""
+        return self.allowed_events is None or event_name in self.allowed_events
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is required")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _csv(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_admin_url(raw: str, extra_hosts: frozenset[str]) -> str:
+    """Return the SMC API base URL (`…/Portal/Api`) for an admin URL, or raise `SettingsError`.
+
+    Only SMC's own domains (or hosts an operator lists explicitly) are accepted, so a typo or a
+    hostile value can never send credentials elsewhere; plain http is allowed for loopback only.
+    """
+    parts = urlsplit(raw.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in {"https", "http"} or not host:
+        raise SettingsError(f"{SMC_ADMIN_URL} must be an https:// URL, got {raw!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise SettingsError(f"{SMC_ADMIN_URL} must not carry credentials, a query or a fragment")
+    path = parts.path.rstrip("/")
+    if path.lower() == "/portal/api":
+        path = ""
+    if path:
+        raise SettingsError(f"{SMC_ADMIN_URL} must be the tenant's root URL, e.g. https://acme.slgnt.us")
+    if not (host.endswith(SMC_HOST_SUFFIXES) or host in extra_hosts):
+        raise SettingsError(
+            f"{SMC_ADMIN_URL} host {host!r} is not an SMC host (*.slgnt.us, *.slgnt.eu); "
+            f"list it in {SMC_EXTRA_ALLOWED_HOSTS} if it is a sandbox"
+        )
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise SettingsError(f"{SMC_ADMIN_URL} must use https:// (plain http:// only for loopback hosts)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"{SMC_ADMIN_URL} has an invalid port") from None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}/Portal/Api"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise `SettingsError` naming the first bad variable."""
+    env = os.environ if env is None else env
+    extra_hosts = frozenset(host.lower() for host in _csv(env.get(SMC_EXTRA_ALLOWED_HOSTS, "")))
+    allowed_raw = env.get(SMC_ALLOWED_EVENTS, "").strip()
+    allowed = None if allowed_raw in {"", "*"} else frozenset(_csv(allowed_raw))
+    events_list = env.get(SMC_EVENTS_LIST, "").strip() or "segment_events"
+    if not is_api_name(events_list):
+        raise SettingsError(f"{SMC_EVENTS_LIST} must be an SMC api name (letters, digits, _ or -)")
+    organization = _required(env, SMC_ORGANIZATION)
+    if not is_api_name(organization):
+        raise SettingsError(f"{SMC_ORGANIZATION} must be an SMC organization name (letters, digits, _ or -)")
+    return Settings(
+        smc_base_url=validate_admin_url(_required(env, SMC_ADMIN_URL), extra_hosts),
+        organization=organization,
+        events_list=events_list,
+        allowed_events=allowed,
+        send_page_events=_bool(env, SMC_SEND_PAGE_EVENTS, True),
+        send_screen_events=_bool(env, SMC_SEND_SCREEN_EVENTS, True),
+        send_alias_events=_bool(env, SMC_SEND_ALIAS_EVENTS, True),
+        send_group_events=_bool(env, SMC_SEND_GROUP_EVENTS, True),
+        secret_id=_required(env, SMC_SECRET_ID),
+        idempotency_table=_required(env, IDEMPOTENCY_TABLE),
+        response_deadline_ms=_int(env, RESPONSE_DEADLINE_MS, 4500, 500, 29000),
+        secret_max_age_seconds=_int(env, SECRET_MAX_AGE_SECONDS, 300, 0, 3600),
+        idempotency_ttl_seconds=_int(env, IDEMPOTENCY_TTL_SECONDS, 86400, 4 * 3600 + 60, 30 * 86400),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (tests call `get_settings.cache_clear()`)."""
+    return load_settings()

@@ -1,0 +1,193 @@
+"""Shared fixtures: moto in server mode and the SMC sandbox, both over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests import support
+
+# Set before anything imports boto3 or Powertools: clients read these when created.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_REGION": "eu-west-1",
+        "POWERTOOLS_SERVICE_NAME": "segment-smc-destination",
+        "POWERTOOLS_METRICS_NAMESPACE": "SegmentSmcDestination",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "DEBUG",  # the leak scan must see every level
+    }
+)
+for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(var, None)
+
+CAPTURED_LOG_LINES: list[str] = []
+SECRET_VALUES = (
+    support.SHARED_SECRET,
+    support.PREVIOUS_SHARED_SECRET,
+    support.BEARER_TOKEN,
+    support.PREVIOUS_BEARER_TOKEN,
+    support.SMC_SECRET,
+    support.PII_EMAIL,
+    support.PII_TRAIT,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        CAPTURED_LOG_LINES.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def capture_logs() -> Iterator[None]:
+    """Every line the handler logs, formatted exactly as CloudWatch would get it."""
+    from handler.observability import logger
+
+    handler = _Capture()
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Any]:
+    from tests.smc_sandbox import SmcSandbox
+
+    sandbox = SmcSandbox()
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+def put_secret(secret_id: str, value: dict[str, Any]) -> None:
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    try:
+        client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+    except client.exceptions.ResourceNotFoundException:
+        client.create_secret(Name=secret_id, SecretString=json.dumps(value))
+
+
+def default_secret() -> dict[str, Any]:
+    return {
+        "apiKey": support.SMC_KEY,
+        "apiSecret": support.SMC_SECRET,
+        "sharedSecret": support.SHARED_SECRET,
+        "bearerToken": support.BEARER_TOKEN,
+    }
+
+
+def create_idempotency_table(name: str) -> None:
+    import boto3
+
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+class Stack:
+    """One test's deployment: its own secret, table, settings and a freshly seeded sandbox."""
+
+    def __init__(self, sandbox: Any, secret_id: str, table: str) -> None:
+        self.sandbox = sandbox
+        self.secret_id = secret_id
+        self.table = table
+
+    def rows(self, list_name: str = support.EVENTS_LIST) -> list[dict[str, Any]]:
+        return list(self.sandbox.rows(support.ORG, list_name))
+
+    def members(self, segment: str = "vip", list_name: str = "users") -> list[dict[str, Any]]:
+        return list(self.sandbox.segment_members(support.ORG, list_name, segment))
+
+    def smc_calls(self, path_contains: str = "/data") -> list[Any]:
+        return [r for r in self.sandbox.requests_log if path_contains in r.path]
+
+    def set_secret(self, **changes: Any) -> None:
+        value = default_secret()
+        value.update(changes)
+        put_secret(self.secret_id, {k: v for k, v in value.items() if v is not None})
+
+    def set_env(self, **env: str) -> None:
+        from handler.app import reset_runtime
+
+        os.environ.update(env)
+        reset_runtime()
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    from handler.app import reset_runtime
+    from tests.smc_sandbox import seed_default
+
+    suffix = uuid.uuid4().hex[:8]
+    secret_id = f"segment-smc/test-{suffix}"
+    table = f"idempotency-{suffix}"
+    put_secret(secret_id, default_secret())
+    create_idempotency_table(table)
+    sandbox_server.reset()
+    seed_default(sandbox_server)
+    sandbox_server.add_service_account(support.SMC_KEY, support.SMC_SECRET)
+    env = {
+        "SMC_ADMIN_URL": sandbox_server.base_url,
+        "SMC_EXTRA_ALLOWED_HOSTS": "127.0.0.1",
+        "SMC_ORGANIZATION": support.ORG,
+        "SMC_SECRET_ID": secret_id,
+        "IDEMPOTENCY_TABLE": table,
+    }
+    for name in (
+        "SMC_EVENTS_LIST",
+        "SMC_ALLOWED_EVENTS",
+        "SMC_SEND_PAGE_EVENTS",
+        "SMC_SEND_SCREEN_EVENTS",
+        "SMC_SEND_ALIAS_EVENTS",
+        "SMC_SEND_GROUP_EVENTS",
+        "RESPONSE_DEADLINE_MS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    yield Stack(sandbox_server, secret_id, table)
+    sandbox_server.clear_faults()
+    reset_runtime()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The leak scan: no secret, e-mail address or trait value in any log line of the whole run."""
+    leaks = [(value, line[:200]) for line in CAPTURED_LOG_LINES for value in SECRET_VALUES if value in line]
+    if leaks:
+        print("\nLEAK SCAN FAILED:", leaks[:5])
+        session.exitstatus = 1

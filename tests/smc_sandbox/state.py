@@ -1,0 +1,283 @@
+"""The sandbox's state behind one lock: service accounts, organizations, lists, the request log,
+and the default seed."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .model import (
+    API_NAME,
+    LIST_TYPES,
+    SEGMENT_TYPES,
+    FieldDef,
+    JsonDict,
+    Segment,
+    SmcList,
+    delete_batch,
+    load_batch,
+    not_found,
+    validation_failed,
+)
+
+_LOG_LIMIT = 100_000  # benchmarks send many requests; keep memory bounded
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One SMC API request as the sandbox saw it (headers, and so the API key, are never kept)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    rows: int | None  # data rows in the body (header row excluded), None when the body is not rows
+    status: int | None  # None: the connection was dropped without a response
+    fault: bool = False  # an injected fault shaped the answer
+
+
+class SandboxState:
+    """All sandbox data behind one lock; every public method is thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._accounts: set[tuple[str, str]] = set()
+        self._orgs: dict[str, dict[str, SmcList]] = {}
+        self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=_LOG_LIMIT)
+        self._next_list_id = 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._accounts.clear()
+            self._orgs.clear()
+            self._log.clear()
+            self._next_list_id = 1
+
+    # -- service accounts ------------------------------------------------------------------
+    def add_service_account(self, key: str, secret: str) -> None:
+        with self._lock:
+            self._accounts.add((key, secret))
+
+    def remove_service_account(self, key: str) -> None:
+        with self._lock:
+            self._accounts = {pair for pair in self._accounts if pair[0] != key}
+
+    def authenticate(self, key: str, secret: str) -> bool:
+        with self._lock:
+            return (key, secret) in self._accounts
+
+    # -- structure -------------------------------------------------------------------------
+    def add_organization(self, name: str) -> None:
+        if not name:
+            raise validation_failed("Organization name must not be empty")
+        with self._lock:
+            self._orgs.setdefault(name, {})
+
+    def organization(self, org: str) -> JsonDict:
+        with self._lock:
+            self._org(org)
+            return {
+                "name": org,
+                "default_languages": ["English"],
+                "languages": [{"name": "English", "code": "EN", "locale": "en"}],
+            }
+
+    def add_list(
+        self,
+        org: str,
+        api_name: str,
+        fields: Iterable[Mapping[str, Any]] = (),
+        type: str = "Datalist",
+        name: str | None = None,
+    ) -> None:
+        specs = [FieldDef.from_spec(spec) for spec in fields]
+        if not API_NAME.fullmatch(api_name):
+            raise validation_failed(f"Invalid list api_name {api_name!r}")
+        if type not in LIST_TYPES:
+            raise validation_failed(f"Unknown list type {type!r}")
+        with self._lock:
+            lists = self._org(org)
+            if api_name in lists:
+                raise validation_failed(f"A list with api_name '{api_name}' already exists")
+            lst = SmcList(self._next_list_id, api_name, name or api_name, type)
+            _add_fields(lst, specs)
+            lists[api_name] = lst
+            self._next_list_id += 1
+
+    def add_fields(self, org: str, list_name: str, fields: Iterable[Mapping[str, Any]]) -> None:
+        specs = [FieldDef.from_spec(spec) for spec in fields]
+        with self._lock:
+            _add_fields(self._list(org, list_name), specs)
+
+    def add_segment(
+        self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
+    ) -> None:
+        if segment_type not in SEGMENT_TYPES:
+            raise validation_failed(f"Unknown segment type {segment_type!r}")
+        with self._lock:
+            lst = self._list(org, list_name)
+            if api_name in lst.segments:
+                raise validation_failed(f"A segment with api_name '{api_name}' already exists")
+            lst.segments[api_name] = Segment(api_name, name or api_name, segment_type)
+
+    # -- inspection ------------------------------------------------------------------------
+    def lists(self, org: str, type_filter: str | None = None) -> list[JsonDict]:
+        with self._lock:
+            return [
+                {"id": lst.id, "type": lst.type, "api_name": lst.api_name, "name": lst.name}
+                for lst in self._org(org).values()
+                if type_filter in (None, "", lst.type)
+            ]
+
+    def list_info(self, org: str, list_name: str) -> JsonDict:
+        with self._lock:
+            lst = self._list(org, list_name)
+            return {
+                "api_name": lst.api_name,
+                "name": lst.name,
+                "type": lst.type,
+                "description": None,
+                "tags": [],
+                "organizations": [org],
+            }
+
+    def fields(self, org: str, list_name: str) -> list[JsonDict]:
+        with self._lock:
+            return [f.to_json() for f in self._list(org, list_name).columns.values()]
+
+    def segments(self, org: str, list_name: str) -> list[JsonDict]:
+        with self._lock:
+            return [
+                {"api_name": s.api_name, "name": s.name, "segment_type": s.segment_type}
+                for s in self._list(org, list_name).segments.values()
+            ]
+
+    def rows(self, org: str, list_name: str) -> list[JsonDict]:
+        with self._lock:
+            return [dict(row) for row in self._list(org, list_name).rows.values()]
+
+    def segment_members(self, org: str, list_name: str, segment: str) -> list[JsonDict]:
+        with self._lock:
+            lst = self._list(org, list_name)
+            return [dict(lst.rows[rid]) for rid in sorted(self._segment(lst, segment, False).members)]
+
+    # -- data operations (the body is the parsed JSON; see the module docstring for indexes) --
+    def load(
+        self, org: str, list_name: str, segment: str | None, query: Mapping[str, str], body: Any
+    ) -> JsonDict:
+        with self._lock:
+            lst = self._list(org, list_name)
+            seg = self._segment(lst, segment, True) if segment is not None else None
+            return load_batch(lst, seg, query, body)
+
+    def delete(
+        self, org: str, list_name: str, segment: str | None, query: Mapping[str, str], body: Any
+    ) -> JsonDict:
+        with self._lock:
+            lst = self._list(org, list_name)
+            seg = self._segment(lst, segment, True) if segment is not None else None
+            return delete_batch(lst, seg, query, body)
+
+    def clear_segment(self, org: str, list_name: str, segment: str) -> JsonDict:
+        with self._lock:
+            self._segment(self._list(org, list_name), segment, True).members.clear()
+            return {"result_code": "Succeeded", "message": "The data has been cleared successfully."}
+
+    # -- request log -----------------------------------------------------------------------
+    def record(self, entry: RecordedRequest) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    @property
+    def requests_log(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._log)
+
+    def clear_requests_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    # -- lookups (callers hold the lock) ----------------------------------------------------
+    def _org(self, org: str) -> dict[str, SmcList]:
+        lists = self._orgs.get(org)
+        if lists is None:
+            raise not_found(f"Organization '{org}' not found")
+        return lists
+
+    def _list(self, org: str, list_name: str) -> SmcList:
+        lst = self._org(org).get(list_name)
+        if lst is None:
+            raise not_found(f"List '{list_name}' not found in organization '{org}'")
+        return lst
+
+    @staticmethod
+    def _segment(lst: SmcList, segment: str, static_only: bool) -> Segment:
+        seg = lst.segments.get(segment)
+        if seg is None or (static_only and seg.segment_type != "Static"):
+            raise not_found(f"Static segment '{segment}' not found on list '{lst.api_name}'")
+        return seg
+
+
+def _add_fields(lst: SmcList, specs: list[FieldDef]) -> None:
+    # Check everything first so a rejected request adds no field at all.
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name.upper() in lst.columns or spec.name.upper() in seen:
+            raise validation_failed(f"Field '{spec.name}' already exists on list '{lst.api_name}'")
+        seen.add(spec.name.upper())
+    for spec in specs:
+        lst.add_field(spec)
+
+
+class Seedable(Protocol):
+    """What `seed_default` needs: implemented by both `SandboxState` and `SmcSandbox`."""
+
+    def add_service_account(self, key: str, secret: str) -> None: ...
+    def add_organization(self, name: str) -> None: ...
+    def add_list(
+        self,
+        org: str,
+        api_name: str,
+        fields: Iterable[Mapping[str, Any]] = (),
+        type: str = "Datalist",
+        name: str | None = None,
+    ) -> None: ...
+    def add_segment(
+        self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
+    ) -> None: ...
+
+
+# The default seed's schema, in one place so it can later come from handler/schema.py.
+DEFAULT_ORG = "demo"
+DEFAULT_SERVICE_ACCOUNT = ("demo-key", "demo-secret")
+EVENTS_LIST = "segment_events"
+USERS_LIST = "users"
+VIP_SEGMENT = "vip"
+EVENTS_FIELDS: tuple[JsonDict, ...] = (
+    {"name": "MESSAGE_ID", "data_type": "Text", "length": 100, "allow_null": False},
+    {"name": "EVENT_TYPE", "data_type": "Text", "length": 20, "allow_null": True},
+    {"name": "EVENT_NAME", "data_type": "Text", "length": 255, "allow_null": True},
+    {"name": "USER_ID", "data_type": "Text", "length": 255, "allow_null": True},
+    {"name": "ANONYMOUS_ID", "data_type": "Text", "length": 255, "allow_null": True},
+    {"name": "PREVIOUS_ID", "data_type": "Text", "length": 255, "allow_null": True},
+    {"name": "EVENT_TIMESTAMP", "data_type": "DateTime", "allow_null": True},
+    {"name": "RECEIVED_AT", "data_type": "DateTime", "allow_null": True},
+    {"name": "PROPERTIES", "data_type": "LongText", "length": 0, "allow_null": True},
+    {"name": "CONTEXT", "data_type": "LongText", "length": 0, "allow_null": True},
+)
+USERS_FIELDS: tuple[JsonDict, ...] = (
+    {"name": "ID", "data_type": "Long", "allow_null": True},
+    {"name": "MAIL", "data_type": "Text", "length": 255, "allow_null": True},
+    {"name": "CUSTOMER_ID", "data_type": "Text", "length": 255, "allow_null": True},
+)
+
+
+def seed_default(target: Seedable) -> None:
+    """Org `demo`, account `demo-key:demo-secret`, lists `segment_events` and `users`, segment `vip`."""
+    target.add_service_account(*DEFAULT_SERVICE_ACCOUNT)
+    target.add_organization(DEFAULT_ORG)
+    target.add_list(DEFAULT_ORG, EVENTS_LIST, EVENTS_FIELDS, type="Datalist", name="Segment events")
+    target.add_list(DEFAULT_ORG, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
+    target.add_segment(DEFAULT_ORG, USERS_LIST, VIP_SEGMENT, "Static", name="VIP")

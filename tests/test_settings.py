@@ -1,0 +1,100 @@
+"""Settings: read once, validated, every bad variable named."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler.settings import SettingsError, load_settings, validate_admin_url
+
+BASE = {
+    "SMC_ADMIN_URL": "https://acme.slgnt.eu",
+    "SMC_ORGANIZATION": "acme",
+    "SMC_SECRET_ID": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smc-AbCdEf",
+    "IDEMPOTENCY_TABLE": "segment-smc-idempotency",
+}
+
+
+def test_defaults_apply_when_only_required_settings_are_given():
+    settings = load_settings(BASE)
+    assert settings.smc_base_url == "https://acme.slgnt.eu/Portal/Api"
+    assert settings.events_list == "segment_events"
+    assert settings.allowed_events is None
+    assert settings.send_page_events and settings.send_screen_events
+    assert settings.send_alias_events and settings.send_group_events
+    assert settings.response_deadline_ms == 4500
+    assert settings.idempotency_ttl_seconds >= 4 * 3600
+
+
+@pytest.mark.parametrize("missing", sorted(BASE))
+def test_settings_error_names_the_variable_when_a_required_one_is_missing(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(SettingsError, match=missing):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://acme.slgnt.us",  # plain http to a real tenant
+        "https://evil.example.com",
+        "https://acme.slgnt.us.evil.com",
+        "https://user:pw@acme.slgnt.us",
+        "https://acme.slgnt.us/other/path",
+        "https://acme.slgnt.us?x=1",
+        "ftp://acme.slgnt.us",
+        "not a url",
+    ],
+)
+def test_admin_url_is_refused_when_not_an_smc_https_host(url):
+    with pytest.raises(SettingsError, match="SMC_ADMIN_URL"):
+        validate_admin_url(url, frozenset())
+
+
+def test_admin_url_accepts_listed_sandbox_host_and_loopback_http():
+    assert (
+        validate_admin_url("http://127.0.0.1:8899", frozenset({"127.0.0.1"}))
+        == "http://127.0.0.1:8899/Portal/Api"
+    )
+    assert validate_admin_url("https://sandbox.example.net", frozenset({"sandbox.example.net"}))
+    with pytest.raises(SettingsError, match="https"):
+        validate_admin_url("http://sandbox.example.net", frozenset({"sandbox.example.net"}))
+
+
+def test_admin_url_accepts_module_hosts_and_a_trailing_portal_api():
+    assert validate_admin_url("https://acme.module.slgnt.us/Portal/Api/", frozenset()) == (
+        "https://acme.module.slgnt.us/Portal/Api"
+    )
+
+
+def test_allowed_events_is_parsed_as_a_comma_list():
+    settings = load_settings({**BASE, "SMC_ALLOWED_EVENTS": " Order Completed, Signed Up ,"})
+    assert settings.allowed_events == frozenset({"Order Completed", "Signed Up"})
+    assert settings.track_allowed("Signed Up") and not settings.track_allowed("Other")
+    assert load_settings({**BASE, "SMC_ALLOWED_EVENTS": "*"}).allowed_events is None
+
+
+@pytest.mark.parametrize(
+    "value,expected", [("false", False), ("FALSE", False), ("0", False), ("true", True), ("yes", True)]
+)
+def test_send_toggles_read_booleans(value, expected):
+    assert load_settings({**BASE, "SMC_SEND_PAGE_EVENTS": value}).send_page_events is expected
+
+
+def test_send_toggle_names_the_variable_when_not_a_boolean():
+    with pytest.raises(SettingsError, match="SMC_SEND_GROUP_EVENTS"):
+        load_settings({**BASE, "SMC_SEND_GROUP_EVENTS": "maybe"})
+
+
+@pytest.mark.parametrize(
+    "name", ["RESPONSE_DEADLINE_MS", "SECRET_MAX_AGE_SECONDS", "IDEMPOTENCY_TTL_SECONDS"]
+)
+def test_numeric_setting_names_the_variable_when_out_of_range(name):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, name: "-5"})
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, name: "abc"})
+
+
+def test_events_list_must_be_an_api_name():
+    with pytest.raises(SettingsError, match="SMC_EVENTS_LIST"):
+        load_settings({**BASE, "SMC_EVENTS_LIST": "../admin"})
