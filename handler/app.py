@@ -18,7 +18,7 @@ from handler.delivery import deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
 from handler.events import SegmentEvent, admit
 from handler.idempotency import IdempotencyGuard, Response, request_key
-from handler.observability import count, flush_metrics, logger, metrics, timing, tracer
+from handler.observability import count, count_per_type, flush_metrics, logger, metrics, timing, tracer
 from handler.outcomes import Report
 from handler.request import check_envelope, parse_payload, read_request
 from handler.responses import error_response, json_response
@@ -101,6 +101,10 @@ def _log_outcomes(report: Report) -> None:
 
 def _record(report: Report, status: int, replayed: bool = False) -> None:
     totals = report.counts()
+    per_type: dict[str, int] = {}
+    for result in report.results:
+        per_type[result.event_type] = per_type.get(result.event_type, 0) + 1
+    count_per_type("EventsReceived", per_type)
     count("EventsReceived", len(report.results))
     for outcome, number in totals.items():
         count(f"Events{outcome.capitalize()}", number)
@@ -151,8 +155,8 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
             _log_outcomes(report)
             return answer.response
         if replayed:
-            for event in admitted:
-                report.settle(event.index, "duplicate", "request already delivered")
+            for replayed_event in admitted:
+                report.settle(replayed_event.index, "duplicate", "request already delivered")
             _record(report, response["statusCode"], replayed=True)
             response = {**response, "headers": {**response.get("headers", {}), "X-Idempotent-Replay": "true"}}
         else:
@@ -181,7 +185,9 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         return error_response(500, "internal_error", "unexpected error; Segment will retry", request_id)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+)
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Response:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # Service name, namespace and level come from POWERTOOLS_* variables (template Globals).
 logger = Logger(use_rfc3339=True)
@@ -46,6 +46,20 @@ def flush_metrics() -> None:
     for name, samples in timings.items():
         for sample in samples[:100]:  # EMF takes at most 100 values per metric
             metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=sample)
+
+
+def count_per_type(name: str, counts: dict[str, int]) -> None:
+    """One metric per event type (dimension `EventType`), beside the service-wide totals."""
+    service = str(metrics.service or "segment-smc-destination")
+    for event_type, value in sorted(counts.items()):
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=value,
+            namespace=metrics.namespace,
+            default_dimensions={"service": service},
+        ) as metric:
+            metric.add_dimension(name="EventType", value=event_type)
 
 
 def in_thread_with_trace(fn: Callable[..., T]) -> Callable[..., T]:

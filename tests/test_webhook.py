@@ -311,3 +311,37 @@ def test_every_log_line_carries_the_request_correlation_id(stack):
     assert lines and all(line.get("correlation_id") == event["requestContext"]["requestId"] for line in lines)
     per_event = [line for line in lines if line["message"] == "event not delivered"]
     assert per_event and all("messageId" in line for line in per_event)
+
+
+def test_concurrent_duplicate_gets_a_retryable_429_and_never_a_second_delivery(stack):
+    import threading
+
+    stack.sandbox.inject(Fault(delay_s=1.5, times=1, path_contains="/data"))
+    event = api_event([support.track(), support.identify()], signature=False, bearer=support.BEARER_TOKEN)
+    first: list = []
+    worker = threading.Thread(target=lambda: first.append(invoke(event)))
+    worker.start()
+    import time
+
+    time.sleep(0.5)
+    status, body, headers = invoke(
+        dict(event, requestContext={**event["requestContext"], "requestId": "twin"})
+    )
+    worker.join()
+    assert status == 429 and body["error"] == "in_progress" and "Retry-After" in headers
+    assert first[0][0] == 200
+    assert [c.rows for c in stack.smc_calls()] == [2] and len(stack.rows()) == 2
+
+
+def test_outcome_metrics_are_emitted_for_every_outcome_and_event_type(stack, capsys):
+    capsys.readouterr()
+    events = [support.track(), support.identify(), {"type": "track", "userId": "u"}]
+    events.append(support.page(integrations={"All": False}))
+    invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    totals = next(b for b in blobs if "EventsDelivered" in b)
+    assert totals["EventsDelivered"] == [2.0] and totals["EventsRejected"] == [1.0]
+    assert totals["EventsFiltered"] == [1.0] and totals["EventsRetried"] == [0.0]
+    assert totals["SmcRequests"] == [1.0] and "SmcLatency" in totals
+    per_type = {b["EventType"]: b["EventsReceived"] for b in blobs if "EventType" in b}
+    assert per_type == {"track": [2.0], "identify": [1.0], "page": [1.0]}
