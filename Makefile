@@ -41,12 +41,13 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 # sam build checks that the function's runtime (python3.13) is on PATH.
 SAM := PATH=$(dir $(PYTHON)):$$PATH SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 SAM_BUILD_DIR := .aws-sam/build/WebhookFunction
-# The Lambda runtime is arm64 (template.yaml): wheels are chosen for it whatever this machine is.
-LAMBDA_PIP_PLATFORM := --platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.13 --implementation cp
+# The Lambda runtime is arm64 on Amazon Linux 2023 (glibc 2.34): wheels are chosen for it whatever
+# this machine is.
+LAMBDA_PIP_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --only-binary=:all: --python-version 3.13 --implementation cp
 # Shipped by the python3.13 runtime: not packaged (jmespath stays: Powertools needs it, and bundling it is cheap).
 RUNTIME_PROVIDED := boto3 botocore s3transfer
 
-.PHONY: sam-venv validate-template sam-build build-WebhookFunction events
+.PHONY: sam-venv validate-template sam-build build-WebhookFunction build-DeliveryFunction events
 
 $(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -61,16 +62,19 @@ validate-template: $(STAMP) $(SAM_STAMP)
 	$(SAM) validate --lint --region us-east-1
 
 # `sam build` runs this target (template.yaml: BuildMethod makefile) with ARTIFACTS_DIR set.
-build-WebhookFunction:
-	test -n "$(ARTIFACTS_DIR)"
+ARTIFACTS = $(abspath $(ARTIFACTS_DIR))
+build-WebhookFunction build-DeliveryFunction:
+	test -n "$(ARTIFACTS_DIR)"  # set by sam build
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
+		|| { echo "python3.13 is needed to precompile for the python3.13 runtime (found $(PYTHON))"; exit 1; }
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-compile $(LAMBDA_PIP_PLATFORM) \
-		-r handler/requirements.txt --target "$(ARTIFACTS_DIR)"
-	cd "$(ARTIFACTS_DIR)" && for pkg in $(RUNTIME_PROVIDED); do rm -rf "$$pkg" "$$pkg"-*.dist-info; done
-	rm -rf "$(ARTIFACTS_DIR)/bin"
-	mkdir -p "$(ARTIFACTS_DIR)/handler"
+		-r handler/requirements.txt --target "$(ARTIFACTS)"
+	cd "$(ARTIFACTS)" && for pkg in $(RUNTIME_PROVIDED); do rm -rf "$$pkg" "$$pkg"-*.dist-info; done
+	rm -rf "$(ARTIFACTS)/bin"
+	mkdir -p "$(ARTIFACTS)/handler"
 	cd handler && find . -name '*.py' -not -path '*/tests/*' -not -path '*/__pycache__/*' \
-		-exec install -D -m 0644 '{}' "$(ARTIFACTS_DIR)/handler/{}" ';'
-	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)"
+		-exec install -D -m 0644 '{}' "$(ARTIFACTS)/handler/{}" ';'
+	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS)"
 
 sam-build: $(STAMP) $(SAM_STAMP)
 	$(SAM) build

@@ -1,9 +1,12 @@
-"""Lambda entry: Segment → auth → parse → validate/filter → (idempotent) mappers → SMC → answer."""
+"""Lambda entry: Segment → auth → parse → validate/filter → (idempotent) mappers → SMC → answer.
+
+In queued mode (`DELIVERY_MODE=queued`) the last step enqueues to SQS instead; `consumer.py`
+then delivers with the same mappers and client.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,58 +15,21 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.auth import authenticate, check_shape
-from handler.credentials import CredentialStore
 from handler.deadline import request_deadline
 from handler.delivery import deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
 from handler.events import SegmentEvent, admit
-from handler.idempotency import IdempotencyGuard, Response, request_key
-from handler.observability import count, count_per_type, flush_metrics, logger, metrics, timing, tracer
+from handler.idempotency import Response, request_key
+from handler.observability import count, flush_metrics, logger, metrics, timing, tracer
 from handler.outcomes import Report
+from handler.queue import pack, send
+from handler.reporting import record_outcomes
 from handler.request import check_envelope, parse_payload, read_request
 from handler.responses import error_response, json_response
-from handler.settings import Settings, SettingsError, get_settings
-from handler.smc.client import SmcClient
+from handler.runtime import Runtime, get_runtime, reset_runtime
+from handler.settings import SettingsError
 
-MAX_OUTCOME_LOG_LINES = 200  # per request; the summary line always carries the totals
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What lives across invocations of a warm function: settings, secret cache, HTTP pool, store."""
-
-    settings: Settings
-    credentials: CredentialStore
-    client: SmcClient
-    guard: IdempotencyGuard
-
-
-_runtime: Runtime | None = None
-
-
-def get_runtime() -> Runtime:
-    """Build the runtime on first use (settings are validated here, naming any bad variable)."""
-    global _runtime
-    if _runtime is None:
-        settings = get_settings()
-        credentials = CredentialStore(settings.secret_id, settings.secret_max_age_seconds)
-        _runtime = Runtime(
-            settings=settings,
-            credentials=credentials,
-            client=SmcClient(settings.smc_base_url, settings.organization, credentials),
-            guard=IdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds),
-        )
-    return _runtime
-
-
-def reset_runtime() -> None:
-    """Forget settings, caches and clients (tests; a new configuration)."""
-    global _runtime
-    _runtime = None
-    get_settings.cache_clear()
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+__all__ = ["handle", "lambda_handler", "reset_runtime"]
 
 
 class RetryableAnswer(Exception):
@@ -80,37 +46,12 @@ def _received_at(event: dict[str, Any]) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _log_outcomes(report: Report) -> None:
-    logged = 0
-    for result in report.results:
-        if result.outcome == "delivered":
-            continue
-        if logged >= MAX_OUTCOME_LOG_LINES:
-            break
-        logged += 1
-        logger.info(
-            "event not delivered",
-            extra={
-                "messageId": result.message_id,
-                "eventType": result.event_type,
-                "outcome": result.outcome,
-                "reason": result.reason,
-            },
-        )
-
-
-def _record(report: Report, status: int, replayed: bool = False) -> None:
-    totals = report.counts()
-    per_type: dict[str, int] = {}
-    for result in report.results:
-        per_type[result.event_type] = per_type.get(result.event_type, 0) + 1
-    count_per_type("EventsReceived", per_type)
-    count("EventsReceived", len(report.results))
-    for outcome, number in totals.items():
-        count(f"Events{outcome.capitalize()}", number)
-    summary: dict[str, object] = {"status": status, "replayed": replayed}
-    summary.update(totals)
-    logger.info("request settled", extra=summary)
+def _answer(report: Report) -> Response:
+    status = report.status()
+    response = json_response(status, report.body(), report.retry_after)
+    if status in (429, 503):
+        raise RetryableAnswer(response)
+    return response
 
 
 def _deliver(
@@ -119,11 +60,19 @@ def _deliver(
     remaining = context.get_remaining_time_in_millis() if context is not None else None
     deadline = request_deadline(runtime.settings.response_deadline_ms, remaining)
     deliver(admitted, report, runtime.settings, runtime.client, deadline)
-    status = report.status()
-    response = json_response(status, report.body(), report.retry_after)
-    if status in (429, 503):
-        raise RetryableAnswer(response)
-    return response
+    return _answer(report)
+
+
+def _enqueue(report: Report, admitted: list[SegmentEvent], runtime: Runtime, received_at: str) -> Response:
+    messages = pack(admitted, received_at)
+    failed = send(runtime.sqs, runtime.settings.delivery_queue_url, messages)
+    for position, message in enumerate(messages):
+        for index in message.indexes:
+            if position in failed:
+                report.settle(index, "retried", "queue_unavailable: SQS did not accept the message")
+            else:
+                report.settle(index, "enqueued")
+    return _answer(report)
 
 
 def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
@@ -137,31 +86,34 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         method = authenticate(request.headers, request.body, runtime.credentials.get())
         payload = parse_payload(request.body)
         check_shape(method, payload.shape)
-        report, admitted = admit(payload.events, runtime.settings, _received_at(event))
+        received_at = _received_at(event)
+        report, admitted = admit(payload.events, runtime.settings, received_at)
         tracer.put_annotation("events", str(len(report.results)))
         logger.append_keys(shape=payload.shape, auth=method)
         if not admitted:
             response = json_response(report.status(), report.body())
-            _record(report, response["statusCode"])
-            _log_outcomes(report)
+            record_outcomes(report, response["statusCode"])
             return response
+        if runtime.settings.delivery_mode == "queued":
+
+            def work() -> Response:
+                return _enqueue(report, admitted, runtime, received_at)
+        else:
+
+            def work() -> Response:
+                return _deliver(report, admitted, runtime, context)
+
         key = request_key(result.message_id for result in report.results)
         try:
-            response, replayed = runtime.guard.run(
-                key, lambda: _deliver(report, admitted, runtime, context), context
-            )
+            response, replayed = runtime.guard.run(key, work, context)
         except RetryableAnswer as answer:
-            _record(report, answer.response["statusCode"])
-            _log_outcomes(report)
+            record_outcomes(report, answer.response["statusCode"])
             return answer.response
         if replayed:
             for replayed_event in admitted:
                 report.settle(replayed_event.index, "duplicate", "request already delivered")
-            _record(report, response["statusCode"], replayed=True)
             response = {**response, "headers": {**response.get("headers", {}), "X-Idempotent-Replay": "true"}}
-        else:
-            _record(report, response["statusCode"])
-            _log_outcomes(report)
+        record_outcomes(report, response["statusCode"], replayed=replayed)
         return response
     except RequestError as exc:
         count("RequestsRefused")

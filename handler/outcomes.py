@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["delivered", "filtered", "duplicate", "rejected", "retried"]
-OUTCOMES: tuple[Outcome, ...] = ("delivered", "filtered", "duplicate", "rejected", "retried")
+# "enqueued" is the webhook's outcome in queued mode: the consumer then records the final one.
+Outcome = Literal["delivered", "filtered", "duplicate", "rejected", "retried", "enqueued"]
+OUTCOMES: tuple[Outcome, ...] = ("delivered", "filtered", "duplicate", "rejected", "retried", "enqueued")
 
 # Keeps a remembered answer well inside DynamoDB's 400 KB item limit for a 4,000-event batch.
 MAX_LISTED_FAILURES = 500
@@ -67,6 +68,8 @@ class Report:
         ]
         body: dict[str, Any] = {"received": len(self.results)}
         body.update(totals)
+        if not totals["enqueued"]:
+            del body["enqueued"]  # sync mode: keep the answer to the five outcomes that apply
         body["failures"] = failures[:MAX_LISTED_FAILURES]
         if len(failures) > MAX_LISTED_FAILURES:
             body["failuresOmitted"] = len(failures) - MAX_LISTED_FAILURES

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 from urllib.parse import urlsplit
 
 from handler.names import is_api_name
@@ -26,6 +27,10 @@ IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
 RESPONSE_DEADLINE_MS = "RESPONSE_DEADLINE_MS"
 SECRET_MAX_AGE_SECONDS = "SECRET_MAX_AGE_SECONDS"  # noqa: S105 - a variable name
 IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
+DELIVERY_MODE = "DELIVERY_MODE"
+DELIVERY_QUEUE_URL = "DELIVERY_QUEUE_URL"
+DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
+MAX_RECEIVES = "MAX_RECEIVES"
 
 ENV_VARS: tuple[str, ...] = (
     SMC_ADMIN_URL,
@@ -42,9 +47,14 @@ ENV_VARS: tuple[str, ...] = (
     RESPONSE_DEADLINE_MS,
     SECRET_MAX_AGE_SECONDS,
     IDEMPOTENCY_TTL_SECONDS,
+    DELIVERY_MODE,
+    DELIVERY_QUEUE_URL,
+    DEAD_LETTER_QUEUE_URL,
+    MAX_RECEIVES,
 )
 
 SMC_HOST_SUFFIXES = (".slgnt.us", ".slgnt.eu")
+DeliveryMode = Literal["sync", "queued"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -70,6 +80,10 @@ class Settings:
     response_deadline_ms: int = 4500
     secret_max_age_seconds: int = 300
     idempotency_ttl_seconds: int = 86400
+    delivery_mode: DeliveryMode = "sync"
+    delivery_queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    max_receives: int = 5
 
     def track_allowed(self, event_name: str) -> bool:
         """Whether a track event passes the `SMC_ALLOWED_EVENTS` allowlist."""
@@ -163,6 +177,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     events_list = env.get(SMC_EVENTS_LIST, "").strip() or "segment_events"
     if not is_api_name(events_list):
         raise SettingsError(f"{SMC_EVENTS_LIST} must be an SMC api name (letters, digits, _ or -)")
+    mode = env.get(DELIVERY_MODE, "").strip().lower() or "sync"
+    if mode not in ("sync", "queued"):
+        raise SettingsError(f"{DELIVERY_MODE} must be sync or queued, got {mode!r}")
+    queue_url = env.get(DELIVERY_QUEUE_URL, "").strip()
+    if mode == "queued" and not queue_url:
+        raise SettingsError(f"{DELIVERY_QUEUE_URL} is required when {DELIVERY_MODE} is queued")
     organization = _required(env, SMC_ORGANIZATION)
     if not is_api_name(organization):
         raise SettingsError(f"{SMC_ORGANIZATION} must be an SMC organization name (letters, digits, _ or -)")
@@ -180,6 +200,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         response_deadline_ms=_int(env, RESPONSE_DEADLINE_MS, 4500, 500, 29000),
         secret_max_age_seconds=_int(env, SECRET_MAX_AGE_SECONDS, 300, 0, 3600),
         idempotency_ttl_seconds=_int(env, IDEMPOTENCY_TTL_SECONDS, 86400, 4 * 3600 + 60, 30 * 86400),
+        delivery_mode="queued" if mode == "queued" else "sync",
+        delivery_queue_url=queue_url,
+        dead_letter_queue_url=env.get(DEAD_LETTER_QUEUE_URL, "").strip(),
+        max_receives=_int(env, MAX_RECEIVES, 5, 1, 1000),
     )
 
 

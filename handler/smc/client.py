@@ -105,6 +105,10 @@ class SmcClient:
         self._credentials = credentials
         self._session = session or new_session()
 
+    def url(self, path: str, *, organization_scoped: bool = True) -> str:
+        """The full URL `call` uses for `path` (operator tools show it in dry runs)."""
+        return self._base + (self._org_path if organization_scoped else "") + path
+
     def target_path(self, target: Target) -> str:
         """The API path (below the organization) a target's rows go to."""
         path = f"/lists/{_segment(target.list_name)}"
@@ -156,7 +160,7 @@ class SmcClient:
         Returns the response for any other status; raises `SmcAuthError` after a 401/403 that
         survives one secret refresh, `SmcRetryableError` when time or attempts run out.
         """
-        url = self._base + (self._org_path if organization_scoped else "") + path
+        url = self.url(path, organization_scoped=organization_scoped)
         credentials = self._credentials.get()
         refreshed = False
         attempt = 0

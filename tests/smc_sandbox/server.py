@@ -104,6 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     def _serve_smc(self, sandbox: SmcSandbox, path: str, query: dict[str, str], body: Any) -> None:
+        generation = sandbox.state.generation
         fault = sandbox.faults.take(self.command, path)
         if sandbox.faults.latency_s > 0:
             time.sleep(sandbox.faults.latency_s)
@@ -112,6 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self._smc_reply(sandbox, path, query, body)  # state changes; the answer may be lost
         if fault is not None and fault.delay_s > 0:
             time.sleep(fault.delay_s)
+        if sandbox.state.generation != generation:
+            # The sandbox was reset while this request waited (a test that gave up on a slow
+            # answer): it belongs to a world that no longer exists.
+            self.close_connection = True
+            return
         headers: list[tuple[str, str]] = []
         status: int | None
         if fault is not None and fault.drop_connection:
@@ -122,7 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = reply or self._smc_reply(sandbox, path, query, body)
         # Record before answering, so a client that reads the log right after its response sees it.
         sandbox.state.record(
-            RecordedRequest(self.command, path, query, _row_count(body, query), status, fault is not None)
+            RecordedRequest(self.command, path, query, _row_count(body, query), status, fault is not None),
+            generation,
         )
         if fault is not None and status is None:
             self._drop(fault)

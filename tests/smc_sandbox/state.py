@@ -44,12 +44,20 @@ class SandboxState:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._accounts: set[tuple[str, str]] = set()
+        self._generation = 0
         self._orgs: dict[str, dict[str, SmcList]] = {}
         self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=_LOG_LIMIT)
         self._next_list_id = 1
 
+    @property
+    def generation(self) -> int:
+        """Changes at every reset: a request that outlives a reset must not touch the new state."""
+        with self._lock:
+            return self._generation
+
     def reset(self) -> None:
         with self._lock:
+            self._generation += 1
             self._accounts.clear()
             self._orgs.clear()
             self._log.clear()
@@ -186,9 +194,10 @@ class SandboxState:
             return {"result_code": "Succeeded", "message": "The data has been cleared successfully."}
 
     # -- request log -----------------------------------------------------------------------
-    def record(self, entry: RecordedRequest) -> None:
+    def record(self, entry: RecordedRequest, generation: int | None = None) -> None:
         with self._lock:
-            self._log.append(entry)
+            if generation is None or generation == self._generation:
+                self._log.append(entry)
 
     @property
     def requests_log(self) -> list[RecordedRequest]:
