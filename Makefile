@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check handler tests
-	$(BIN)/ruff format --check handler
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -72,7 +72,7 @@ build-WebhookFunction build-DeliveryFunction:
 	cd "$(ARTIFACTS)" && for pkg in $(RUNTIME_PROVIDED); do rm -rf "$$pkg" "$$pkg"-*.dist-info; done
 	rm -rf "$(ARTIFACTS)/bin"
 	mkdir -p "$(ARTIFACTS)/handler"
-	cd handler && find . -name '*.py' -not -path '*/tests/*' -not -path '*/__pycache__/*' \
+	cd handler && find . -name '*.py' -not -path './cli/*' -not -path '*/__pycache__/*' \
 		-exec install -D -m 0644 '{}' "$(ARTIFACTS)/handler/{}" ';'
 	$(PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS)"
 

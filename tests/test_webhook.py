@@ -345,3 +345,22 @@ def test_outcome_metrics_are_emitted_for_every_outcome_and_event_type(stack, cap
     assert totals["SmcRequests"] == [1.0] and "SmcLatency" in totals
     per_type = {b["EventType"]: b["EventsReceived"] for b in blobs if "EventType" in b}
     assert per_type == {"track": [2.0], "identify": [1.0], "page": [1.0]}
+
+
+def test_smc_retry_after_within_the_deadline_is_honoured_then_delivered(stack):
+    import time
+
+    stack.sandbox.inject(Fault(status=429, retry_after="1", times=1, path_contains="/data"))
+    started = time.monotonic()
+    status, body, _ = invoke(api_event(support.track()))
+    assert status == 200 and body["delivered"] == 1
+    assert time.monotonic() - started >= 1.0
+    assert [c.status for c in stack.smc_calls()] == [429, 200]
+
+
+def test_smc_client_user_agent_names_the_product_and_version():
+    from handler import __version__
+    from handler.smc.client import USER_AGENT, new_session
+
+    assert USER_AGENT.startswith(f"segment-smc-destination/{__version__} ")
+    assert new_session().headers["User-Agent"] == USER_AGENT
