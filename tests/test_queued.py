@@ -252,3 +252,28 @@ def test_smc_throttling_delays_the_retried_messages(stack, queued):
     assert len(failed) == 1
     stack.sandbox.clear_faults()
     assert queued.receive() == []  # hidden for Retry-After, not retried at once
+
+
+def test_redrive_command_moves_dead_letters_back_for_delivery(stack, queued, capsys):
+    from handler.cli import main
+    from handler.schema import EVENTS_LIST_COLUMNS
+
+    stack.set_env(SMC_EVENTS_LIST="events_v3")
+    event = support.track()
+    invoke(api_event(event))
+    queued.drain()
+    assert queued.depth(queued.dlq_url) == 1
+    stack.sandbox.add_list(support.ORG, "events_v3", [c.as_field() for c in EVENTS_LIST_COLUMNS])
+    code = main(["redrive", "--dlq-url", queued.dlq_url, "--queue-url", queued.url])
+    assert code == 0 and "moved 1 message" in capsys.readouterr().out
+    queued.drain()
+    assert [r["MESSAGE_ID"] for r in stack.rows("events_v3")] == [event["messageId"]]
+
+
+def test_redrive_command_needs_both_queue_urls(capsys, monkeypatch):
+    from handler.cli import main
+
+    monkeypatch.delenv("DELIVERY_QUEUE_URL", raising=False)
+    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
+    assert main(["redrive", "--dlq-url", "http://x"]) == 2
+    assert "--queue-url" in capsys.readouterr().err
