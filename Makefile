@@ -83,3 +83,53 @@ sam-build: $(STAMP) $(SAM_STAMP)
 events: $(STAMP)
 	$(BIN)/python events/generate.py
 # --- end SAM ---
+
+# --- bench ---
+# Performance suite (docs/performance.md): the product against same-run baselines; results in
+# bench/results.json. BENCH_ARGS=--quick for a short smoke run, BENCH_ARGS="--only throughput" for one part.
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+# --- end bench ---
+
+# --- local stack ---
+# docs/local.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
+# Ports: LOCAL_FRONT_PORT (3000), LOCAL_SMC_PORT (8899), LOCAL_AWS_PORT (5005); a real SMC tenant:
+# LOCAL_SMC_ADMIN_URL, LOCAL_SMC_ORGANIZATION, LOCAL_SMC_API_KEY, LOCAL_SMC_API_SECRET.
+.PHONY: run demo
+
+run: $(STAMP)
+	$(BIN)/python -m devstack run
+
+demo: $(STAMP)
+	$(BIN)/python -m devstack demo
+# --- end local stack ---
+
+# --- load ---
+# Bounded load test (docs/reliability.md): starts the local stack (python -m devstack) on free
+# ports, sends single events and batches for 20 s (at most 20,000 requests), checks SMC holds each
+# event once, writes load/results.json; exits 1 on any error, loss or duplicate.
+# LOAD_ARGS="--duration 60 --concurrency 16", or "--url … --sandbox-url …" for a running stack.
+LOAD_ARGS ?=
+.PHONY: load
+
+load: $(STAMP)
+	$(BIN)/python -m load.run $(LOAD_ARGS)
+
+# docs/reliability.md from the figures of the last `make test` (tests/.reliability.json) and `make load`.
+.PHONY: reliability
+reliability: $(STAMP)
+	$(BIN)/python -m load.report
+# --- end load ---
+
+# --- security ---
+# bandit over handler/ (its four findings are triaged in security/triage.md and kept in the
+# baseline security/bandit-baseline.json: only a new finding fails) and pip-audit over the installed
+# venv (needs PyPI; --strict fails rather than skip a package it could not check).
+.PHONY: security
+
+security: $(STAMP)
+	$(BIN)/bandit -r handler -q -b security/bandit-baseline.json
+	$(BIN)/pip-audit --skip-editable --strict --progress-spinner off
+# --- end security ---
