@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from handler.events import compact_json
@@ -50,13 +51,24 @@ def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
     return kept + list(latest.values())
 
 
+def _utf8_row(row: list[object]) -> bytes:
+    """A row as SMC can read it: UTF-8 JSON. A lone surrogate (JSON.stringify passes such escapes
+    on) has no UTF-8 form, so that row goes out ASCII-escaped instead; encoding it raw would make
+    the whole call unreadable to SMC and refuse every event in it."""
+    text = compact_json(row)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(row, separators=(",", ":"), default=str).encode("ascii")
+
+
 def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
     chunks: list[Chunk] = []
     parts: list[bytes] = []
     sources: list[list[int]] = []
     size = 2
     for op in operations:
-        encoded = compact_json(op.row).encode("utf-8", "surrogatepass")
+        encoded = _utf8_row(op.row)
         if parts and (len(parts) >= MAX_ROWS_PER_CALL or size + len(encoded) + 1 > MAX_BYTES_PER_CALL):
             chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources))
             parts, sources, size = [], [], 2

@@ -65,6 +65,7 @@ class CredentialStore:
         self._max_age = max_age
         self._lock = threading.Lock()
         self._last_forced = 0.0
+        self._provider: Any = None  # Powertools SecretsProvider, built on first use
 
     def get(self) -> Credentials:
         """The cached credentials, fetched when older than `max_age`."""
@@ -84,8 +85,14 @@ class CredentialStore:
         # importing it at module load would also tax invocations that fail before auth.
         from aws_lambda_powertools.utilities import parameters
 
+        from handler.aws import AWS_CLIENT_CONFIG, session
+
+        if self._provider is None:  # its own client, with time-outs Segment's deadline allows
+            self._provider = parameters.SecretsProvider(
+                boto_config=AWS_CLIENT_CONFIG, boto3_session=session()
+            )
         try:
-            secret = parameters.get_secret(
+            secret = self._provider.get(
                 self._secret_id, transform="json", force_fetch=force, max_age=self._max_age
             )
         except parameters.exceptions.TransformParameterError as exc:

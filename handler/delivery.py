@@ -65,8 +65,23 @@ def deliver(
         if len(phase) == 1:
             _settle(report, phase[0], _send(client, phase[0], deadline))
             continue
+        # Largest first: the call SMC takes longest over starts before the others.
         send = in_thread_with_trace(_send)
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CALLS, len(phase))) as pool:
-            futures = [pool.submit(send, client, chunk, deadline) for chunk in phase]
-            for chunk, future in zip(phase, futures, strict=True):
-                _settle(report, chunk, future.result())
+        pool = _pool()
+        futures = {
+            id(chunk): pool.submit(send, client, chunk, deadline)
+            for chunk in sorted(phase, key=lambda chunk: len(chunk.body), reverse=True)
+        }
+        for chunk in phase:
+            _settle(report, chunk, futures[id(chunk)].result())
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads for parallel SMC calls, kept for the life of the process (a warm Lambda reuses them)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_CALLS, thread_name_prefix="smc-call")
+    return _executor

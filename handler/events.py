@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from _json import encode_basestring as _encode_basestring
+from _json import make_encoder as _make_encoder
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
@@ -18,6 +22,18 @@ EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 INTEGRATION_NAME = "Selligent Marketing Cloud"
 MAX_MESSAGE_ID = 100
 MAX_ID_LENGTH = 255
+# Object-valued fields that rows carry as JSON text: encoded once, by the size check, for the mappers.
+ROW_JSON_FIELDS = ("context", "properties", "traits")
+# Segment's own timestamp form (UTC, milliseconds): normalising it gives back the very same text.
+_CANONICAL_TIMESTAMP = re.compile(
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T(?!24)[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
+)
+_TOGGLES = {
+    "page": "send_page_events",
+    "screen": "send_screen_events",
+    "alias": "send_alias_events",
+    "group": "send_group_events",
+}
 
 
 class InvalidEvent(ValueError):
@@ -36,11 +52,55 @@ class SegmentEvent:
     timestamp: str  # ISO 8601 UTC
     received_at: str
     raw: dict[str, Any]
+    # compact_json of raw's ROW_JSON_FIELDS objects, filled by `admit` (see `encoded_json`).
+    encoded: dict[str, str] = dataclass_field(default_factory=dict, compare=False, repr=False)
+
+    def encoded_json(self, value: object) -> str | None:
+        """`compact_json(value)` if `value` else None; free when `value` is one of this event's own
+        (unmodified) top-level objects, which the size check has encoded already."""
+        if not value:
+            return None
+        for name, text in self.encoded.items():
+            if self.raw.get(name) is value:
+                return text
+        return compact_json(value)
 
 
 def compact_json(value: object) -> str:
-    """JSON without spaces, as stored in SMC text columns."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """JSON without spaces, as stored in SMC text columns.
+
+    Exactly `json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)`, calling
+    the C encoder json.dumps ends up in directly: this runs several times per event, and the
+    Python layers above it (JSONEncoder construction, encode, iterencode) cost more than
+    encoding a typical event's context does.
+    """
+    # A fresh `markers` dict per call keeps json.dumps' circular-reference check (and thread safety).
+    return "".join(_make_encoder({}, str, _encode_basestring, None, ":", ",", False, False, True)(value, 0))
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def encoded_size(raw: object, parts: dict[str, str]) -> int:
+    """`len(compact_json(raw).encode("utf-8", "surrogatepass"))`, leaving in `parts` the compact
+    JSON of raw's object-valued ROW_JSON_FIELDS, which rows need anyway.
+
+    Encoding a copy with each part replaced by `0` costs little (its scalars only); the size of
+    the whole is that of the copy with each `0` swapped for its part's encoding.
+    """
+    if not isinstance(raw, dict):
+        return _utf8_len(compact_json(raw))
+    for name in ROW_JSON_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, dict):
+            parts[name] = compact_json(value)
+    if not parts:
+        return _utf8_len(compact_json(raw))
+    shadow = raw.copy()
+    for name in parts:
+        shadow[name] = 0
+    return _utf8_len(compact_json(shadow)) + sum(_utf8_len(text) - 1 for text in parts.values())
 
 
 def derive_message_id(raw: dict[str, Any]) -> str:
@@ -59,13 +119,23 @@ def iso_utc(value: object, field: str) -> str | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidEvent(f"{field} must be an ISO 8601 timestamp") from None
+    if _CANONICAL_TIMESTAMP.fullmatch(value):
+        return value  # what the lines below would rebuild from it, character for character
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
+        raise InvalidEvent(f"{field} must be an ISO 8601 timestamp") from None
+    # isoformat, not strftime: twice as fast, and it pads years 1-999 to four digits (strftime's
+    # "999-01-01…" is no ISO 8601 timestamp: SMC would refuse the row).
+    return utc.isoformat(timespec="seconds")[:19] + f".{moment.microsecond // 1000:03d}Z"
 
 
 def _identifier(raw: dict[str, Any], field: str) -> str | None:
     value = raw.get(field)
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+        return value  # the common case, decided without the checks below
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -100,8 +170,12 @@ def _check_group(raw: dict[str, Any]) -> None:
         raise InvalidEvent("traits.method must be ADD or REMOVE")
 
 
-def validate_event(index: int, raw: object, received_at: str) -> SegmentEvent:
-    """Check one event against the rules of its call type; raise `InvalidEvent` on the first break."""
+def validate_event(
+    index: int, raw: object, received_at: str, encoded: dict[str, str] | None = None
+) -> SegmentEvent:
+    """Check one event against the rules of its call type; raise `InvalidEvent` on the first break.
+
+    `encoded`: what `encoded_size` left of this very event, kept for the mappers."""
     if not isinstance(raw, dict):
         raise InvalidEvent("event must be a JSON object")
     kind = raw.get("type")
@@ -122,7 +196,8 @@ def validate_event(index: int, raw: object, received_at: str) -> SegmentEvent:
             raise InvalidEvent("group requires userId")
         _check_group(raw)
     for field in ("context", "properties", "traits", "integrations"):
-        if raw.get(field) is not None and not isinstance(raw[field], dict):
+        value = raw.get(field)
+        if value is not None and not isinstance(value, dict):
             raise InvalidEvent(f"{field} must be an object")
     message_id = raw.get("messageId")
     if message_id is None or message_id == "":
@@ -144,6 +219,7 @@ def validate_event(index: int, raw: object, received_at: str) -> SegmentEvent:
         timestamp=timestamp,
         received_at=iso_utc(raw.get("receivedAt"), "receivedAt") or received_at,
         raw=raw,
+        encoded={} if encoded is None else encoded,
     )
 
 
@@ -155,13 +231,8 @@ def filter_reason(event: SegmentEvent, settings: Settings) -> str | None:
         return "integrations opt-out"
     if integrations.get("All") is False and not explicit:
         return "integrations opt-out (All: false)"
-    toggles = {
-        "page": settings.send_page_events,
-        "screen": settings.send_screen_events,
-        "alias": settings.send_alias_events,
-        "group": settings.send_group_events,
-    }
-    if not toggles.get(event.type, True):
+    toggle = _TOGGLES.get(event.type)
+    if toggle is not None and not getattr(settings, toggle):
         return f"{event.type} events are turned off"
     if event.type == "track" and not settings.track_allowed(str(event.raw["event"])):
         return "track event not in SMC_ALLOWED_EVENTS"
@@ -185,13 +256,16 @@ def admit(raw_events: list[Any], settings: Settings, received_at: str) -> tuple[
     seen: set[str] = set()
     for index, raw in enumerate(raw_events):
         kind = raw.get("type") if isinstance(raw, dict) else None
-        known = isinstance(kind, str) and kind.lower() in EVENT_TYPES
-        result = EventResult(index=index, message_id="", event_type=str(kind).lower() if known else "invalid")
+        lowered = kind.lower() if isinstance(kind, str) else None
+        result = EventResult(
+            index=index, message_id="", event_type=lowered if lowered in EVENT_TYPES else "invalid"
+        )
         report.results.append(result)
+        parts: dict[str, str] = {}
         try:
-            if len(compact_json(raw).encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES:
+            if encoded_size(raw, parts) > MAX_EVENT_BYTES:
                 raise InvalidEvent(f"event is over {MAX_EVENT_BYTES} bytes")
-            event = validate_event(index, raw, received_at)
+            event = validate_event(index, raw, received_at, parts)
         except InvalidEvent as exc:
             result.message_id = _fallback_id(raw)
             report.settle(index, "rejected", str(exc))

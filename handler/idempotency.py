@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPe
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handler.aws import AWS_CLIENT_CONFIG, session
 from handler.observability import count, logger
 
 if TYPE_CHECKING:
@@ -78,7 +79,9 @@ class IdempotencyGuard:
                 local_cache_max_items=512,
                 response_hook=cast("IdempotentHookFunction", self._mark_replay),
             )
-            store = DynamoDBPersistenceLayer(table_name=self.table_name)
+            store = DynamoDBPersistenceLayer(
+                table_name=self.table_name, boto_config=AWS_CLIENT_CONFIG, boto3_session=session()
+            )
             self._run = idempotent_function(
                 data_keyword_argument="request", persistence_store=store, config=self._config
             )(_run_work)

@@ -1,7 +1,9 @@
 """Queued delivery, webhook side: pack admitted events into SQS messages and enqueue them.
 
 A message carries several events (`{"v": 1, "events": [...]}`) so a 1,000-event batch costs a
-handful of `SendMessageBatch` calls instead of a hundred. Limits: 10 entries per call and 256 KiB
+handful of `SendMessageBatch` calls instead of a hundred. Bodies are ASCII JSON: SQS refuses some
+characters JSON allows (lone surrogates, U+FFFE/U+FFFF), and one such event would fail its
+message on every retry. Limits: 10 entries per call and 256 KiB
 per message and per call (SQS's long-standing limit, valid for every queue configuration).
 """
 
@@ -43,7 +45,7 @@ def pack(events: list[SegmentEvent], received_at: str) -> list[QueuedMessage]:
     indexes: list[int] = []
     size = _ENVELOPE_BYTES
     for event in events:
-        raw = json.dumps(event.raw, separators=(",", ":"), ensure_ascii=False)
+        raw = json.dumps(event.raw, separators=(",", ":"))
         length = len(raw.encode("utf-8", "surrogatepass")) + 1
         if parts and size + length > MAX_MESSAGE_BYTES:
             messages.append(QueuedMessage(_encode(parts, extra), indexes))
@@ -78,7 +80,7 @@ def dead_letter_body(raws: list[Any], reason: str, receive_count: int) -> str:
     The body is a valid queue message, so moving it back (redrive) needs no conversion.
     """
     failure = {"failure": {"reason": reason, "receiveCount": receive_count}}
-    return _encode([json.dumps(raw, separators=(",", ":"), ensure_ascii=False) for raw in raws], failure)
+    return _encode([json.dumps(raw, separators=(",", ":")) for raw in raws], failure)
 
 
 def _calls(messages: list[QueuedMessage]) -> list[list[int]]:

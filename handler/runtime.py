@@ -25,9 +25,9 @@ class Runtime:
     def sqs(self) -> Any:
         """The SQS client (queued mode only), created on first use."""
         if self._sqs is None:
-            import boto3
+            from handler.aws import AWS_CLIENT_CONFIG, session
 
-            self._sqs = boto3.client("sqs")
+            self._sqs = session().client("sqs", config=AWS_CLIENT_CONFIG)
         return self._sqs
 
 

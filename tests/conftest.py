@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -185,9 +185,45 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
     reset_runtime()
 
 
+_SECRET_NAMES = {
+    getattr(support, name): name
+    for name in (
+        "SHARED_SECRET",
+        "PREVIOUS_SHARED_SECRET",
+        "BEARER_TOKEN",
+        "PREVIOUS_BEARER_TOKEN",
+        "SMC_SECRET",
+        "PII_EMAIL",
+        "PII_TRAIT",
+    )
+}
+
+
+def find_leaks(texts: Iterable[str]) -> list[str]:
+    """An excerpt of every text that carries a secret, e-mail address or trait value; the value
+    itself is masked (`<BEARER_TOKEN>`), so the report does not leak it again."""
+    found: list[str] = []
+    for text in texts:
+        for value in SECRET_VALUES:
+            at = text.find(value)
+            if at >= 0:
+                label = _SECRET_NAMES.get(value, "SECRET")
+                masked = (
+                    text[max(0, at - 100) : at] + f"<{label}>" + text[at + len(value) : at + len(value) + 100]
+                )
+                found.append(masked.replace(value, f"<{label}>"))
+    return found
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The leak scan: no secret, e-mail address or trait value in any log line of the whole run."""
-    leaks = [(value, line[:200]) for line in CAPTURED_LOG_LINES for value in SECRET_VALUES if value in line]
+    """The leak scan: no secret, e-mail address or trait value in any log line or any response
+    (`support.invoke`) of the whole run. A hit fails the run and prints masked excerpts."""
+    leaks = [f"log: {x}" for x in find_leaks(CAPTURED_LOG_LINES)]
+    leaks += [f"response: {x}" for x in find_leaks(support.RESPONSES)]
     if leaks:
-        print("\nLEAK SCAN FAILED:", leaks[:5])
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        write = reporter.write_line if reporter is not None else print
+        write(f"\nLEAK SCAN FAILED: {len(leaks)} log lines or answers carry a test secret or personal data:")
+        for excerpt in leaks[:20]:
+            write(f"  {excerpt}")
         session.exitstatus = 1

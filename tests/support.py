@@ -24,6 +24,7 @@ PII_EMAIL = "jane.doe.pii@example.com"
 PII_TRAIT = "Trait-Value-Very-Private-1234"
 
 _ids = itertools.count(1)
+RESPONSES: list[str] = []  # every response `invoke` returned (status, headers and body), in order
 
 
 def base_event(kind: str, **fields: Any) -> dict[str, Any]:
@@ -180,4 +181,5 @@ def invoke(
     from handler.app import lambda_handler
 
     response = lambda_handler(event, context or FakeContext())
+    RESPONSES.append(json.dumps(response, ensure_ascii=False))  # for the session-end leak scan
     return response["statusCode"], json.loads(response["body"]), response.get("headers", {})

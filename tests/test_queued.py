@@ -277,3 +277,12 @@ def test_redrive_command_needs_both_queue_urls(capsys, monkeypatch):
     monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
     assert main(["redrive", "--dlq-url", "http://x"]) == 2
     assert "--queue-url" in capsys.readouterr().err
+
+
+def test_events_with_characters_sqs_refuses_are_enqueued_as_ascii_json(stack, queued):
+    event = support.track(properties={"note": "bad \ud800 and \uffff chars"})
+    status, body, _ = invoke(api_event(event, signature=False, bearer=support.BEARER_TOKEN))
+    assert status == 200 and body["enqueued"] == 1
+    message = queued.receive(visibility=0)[0]["Body"]
+    assert message.isascii()
+    assert json.loads(message)["events"][0]["properties"]["note"] == "bad \ud800 and \uffff chars"

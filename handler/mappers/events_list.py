@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from handler.events import SegmentEvent, compact_json
+from handler.events import SegmentEvent
 from handler.operations import Operation, Target
 from handler.schema import EVENTS_LIST_FIELDS, EVENTS_LIST_KEY
 from handler.settings import Settings
 
+_TARGETS: dict[str, Target] = {}  # one per list name: built once, not once per event
+
 
 def events_list_target(settings: Settings) -> Target:
     """Loads keyed on MESSAGE_ID: an upsert, so a redelivered event never makes a second row."""
-    return Target("load", settings.events_list, EVENTS_LIST_KEY, EVENTS_LIST_FIELDS)
-
-
-def _json_or_none(value: Any) -> str | None:
-    return compact_json(value) if value else None
+    target = _TARGETS.get(settings.events_list)
+    if target is None:
+        target = _TARGETS[settings.events_list] = Target(
+            "load", settings.events_list, EVENTS_LIST_KEY, EVENTS_LIST_FIELDS
+        )
+    return target
 
 
 def event_row(
@@ -37,7 +40,7 @@ def event_row(
         previous_id,
         event.timestamp,
         event.received_at,
-        _json_or_none(payload),
-        _json_or_none(event.raw.get("context")),
+        event.encoded_json(payload),
+        event.encoded_json(event.raw.get("context")),
     ]
     return Operation(events_list_target(settings), row, [event.index])

@@ -10,9 +10,10 @@ from handler.settings import Settings
 
 def map_page(event: SegmentEvent, settings: Settings) -> Operation:
     """EVENT_NAME is the page `name` (its `category` rides in PROPERTIES when there is no name)."""
-    properties = dict(event.raw.get("properties") or {})
+    properties = event.raw.get("properties")  # as is: its JSON is then the one encoded already
     category = event.raw.get("category")
     if category is not None:
+        properties = dict(properties or {})
         properties.setdefault("category", category)
     name = event.raw.get("name")
     return event_row(event, settings, name=str(name) if name else None, payload=properties)

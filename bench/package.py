@@ -1,0 +1,121 @@
+"""Size of the Lambda artifact: `.aws-sam/build/WebhookFunction` when `make sam-build` made one,
+otherwise the same recipe (Makefile `build-WebhookFunction`) reproduced into a temporary folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from bench.env import ROOT
+
+SAM_BUILD = ROOT / ".aws-sam" / "build" / "WebhookFunction"
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # shipped by the python3.13 runtime
+PIP_PLATFORM = (
+    "--platform",
+    "manylinux2014_aarch64",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.13",
+    "--implementation",
+    "cp",
+)
+
+
+def build(target: Path) -> None:
+    """What `sam build` does for WebhookFunction (see the Makefile), into `target`."""
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"),
+            *PIP_PLATFORM,
+            *("-r", str(ROOT / "handler" / "requirements.txt"), "--target", str(target)),
+        ],
+        check=True,
+        timeout=600,
+    )
+    for name in RUNTIME_PROVIDED:
+        for path in [target / name, *target.glob(f"{name}-*.dist-info")]:
+            shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    for source in (ROOT / "handler").rglob("*.py"):
+        if "__pycache__" in source.parts or "tests" in source.parts:
+            continue
+        destination = target / "handler" / source.relative_to(ROOT / "handler")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(target),
+        ],
+        check=True,
+        timeout=600,
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def stale_modules(artifact: Path) -> list[str]:
+    """Handler modules the artifact ships in another version than the working tree's (modules it
+    leaves out on purpose, like the operator CLI, are not listed)."""
+    stale = []
+    for source in (ROOT / "handler").rglob("*.py"):
+        if "__pycache__" in source.parts:
+            continue
+        shipped = artifact / "handler" / source.relative_to(ROOT / "handler")
+        if shipped.exists() and _digest(shipped) != _digest(source):
+            stale.append(str(source.relative_to(ROOT)))
+    return sorted(stale)
+
+
+def measure_dir(artifact: Path) -> dict[str, Any]:
+    files = [p for p in artifact.rglob("*") if p.is_file()]
+    unzipped = sum(p.stat().st_size for p in files)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            archive.write(path, path.relative_to(artifact))
+    top: dict[str, int] = {}
+    for path in files:
+        name = path.relative_to(artifact).parts[0].split("-")[0].removesuffix(".py")
+        top[name] = top.get(name, 0) + path.stat().st_size
+    largest = sorted(top.items(), key=lambda item: -item[1])[:8]
+    return {
+        "package_mb": round(unzipped / 1e6, 2),
+        "zipped_mb": round(buffer.tell() / 1e6, 2),
+        "files": len(files),
+        "largest_mb": {name: round(size / 1e6, 2) for name, size in largest},
+        "runtime_packages_shipped": [n for n in RUNTIME_PROVIDED if (artifact / n).exists()],
+    }
+
+
+def measure(allow_build: bool = True) -> dict[str, Any]:
+    if SAM_BUILD.is_dir():
+        result = measure_dir(SAM_BUILD)
+        result["source"] = str(SAM_BUILD.relative_to(ROOT))
+        result["built_at"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(SAM_BUILD.stat().st_mtime))
+        result["stale_handler_modules"] = stale_modules(SAM_BUILD)
+        return result
+    if not allow_build:
+        return {"source": "none (no sam build, build skipped)"}
+    with tempfile.TemporaryDirectory(prefix="artifact-") as tmp:
+        build(Path(tmp))
+        result = measure_dir(Path(tmp))
+    result["source"] = "bench rebuild (no .aws-sam/build; same recipe as `make sam-build`)"
+    return result

@@ -1,0 +1,177 @@
+"""Warm measurements in one fresh process: throughput against the baselines, SMC calls, latency.
+
+Run by `bench.run` as `python -m bench.worker {throughput,latency} OUT.json` with the stack's
+environment; the handler's own log lines and EMF metrics go to this process's stdout (as in
+Lambda), which `bench.run` discards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+from bench import env as benv
+from bench.references import References
+from bench.workload import Context, request
+
+SIZES = (1, 100, 1000, 4000)
+
+
+def _handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    from handler.app import lambda_handler
+
+    return cast(Callable[[dict[str, Any], Any], dict[str, Any]], lambda_handler)
+
+
+def invoke(api_event: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """One handler call through the real entry point: (seconds, parsed answer)."""
+    handler = _handler()
+    context = Context()
+    started = time.perf_counter()
+    response = handler(api_event, context)
+    elapsed = time.perf_counter() - started
+    return elapsed, {"status": response["statusCode"], **json.loads(response["body"])}
+
+
+def _check(answer: dict[str, Any], expected: int, status: int = 200) -> None:
+    if answer.get("status") != status or (status == 200 and answer.get("delivered") != expected):
+        raise RuntimeError(f"unexpected answer for {expected} events: {json.dumps(answer)[:400]}")
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def samples_for(size: int, scale: float) -> tuple[int, int]:
+    """(product/floor samples, naive samples) for a body size; `scale` < 1 for smoke runs."""
+    product = 60 if size <= 1 else 25 if size <= 100 else 15 if size <= 1000 else 5
+    naive = 60 if size <= 1 else 5 if size <= 100 else 3 if size <= 1000 else 1
+    return max(1, round(product * scale)), max(1, round(naive * scale))
+
+
+def throughput(stack: benv.Stack, sizes: tuple[int, ...], scale: float) -> dict[str, Any]:
+    refs = References(stack.api_url)
+    for size in (1, 100, 1000):  # warm-up: pools, caches, first-call imports
+        _check(invoke(request(size))[1], size)
+        refs.floor(request(size))
+        refs.naive(request(min(size, 100)))
+    results: dict[str, Any] = {}
+    for size in sizes:
+        count, naive_count = samples_for(size, scale)
+        product_s: list[float] = []
+        floor_s: list[float] = []
+        naive_s: list[float] = []
+        replay_s: list[float] = []
+        for sample in range(count):  # interleaved, so drift hits every contender alike
+            benv.reset_sandbox(stack)  # every round meets the same, small SMC state
+            api_event = request(size)
+            gc.collect()
+            seconds, answer = invoke(api_event)
+            _check(answer, size)
+            product_s.append(seconds)
+            replay_seconds, replay = invoke(api_event)  # the same events again: answered from memory
+            _check(replay, size)
+            replay_s.append(replay_seconds)
+            floor_event = request(size)
+            gc.collect()
+            floor_s.append(_timed(lambda e=floor_event: refs.floor(e)))  # type: ignore[misc]
+            if sample < naive_count:
+                naive_event = request(size)
+                gc.collect()
+                naive_s.append(_timed(lambda e=naive_event: refs.naive(e)))  # type: ignore[misc]
+        results[str(size)] = {
+            "events": size,
+            "product_s": product_s,
+            "floor_s": floor_s,
+            "naive_s": naive_s,
+            "replay_s": replay_s,
+        }
+    return results
+
+
+def smc_calls(stack: benv.Stack, size: int = 1000) -> dict[str, Any]:
+    """SMC calls one realistic `size`-event request costs, from the sandbox's request log."""
+    benv.clear_log(stack)
+    _check(invoke(request(size))[1], size)
+    log = benv.smc_log(stack)
+    targets = {(r["method"], r["path"], json.dumps(r["query"], sort_keys=True)) for r in log}
+    return {
+        "events": size,
+        "calls": len(log),
+        "distinct_targets": len(targets),
+        "rows": sum(r["rows"] or 0 for r in log),
+        "log": [{k: r[k] for k in ("method", "path", "rows", "status")} for r in log],
+    }
+
+
+def latency(stack: benv.Stack, scale: float, slow_s: float = 0.2, stuck_s: float = 6.0) -> dict[str, Any]:
+    """Answer times with SMC answering in `slow_s`, and with SMC stuck for `stuck_s`."""
+    refs = References(stack.api_url)
+    _check(invoke(request(10))[1], 10)
+    out: dict[str, Any] = {"smc_latency_s": slow_s}
+    count = max(1, round(5 * scale))
+    try:
+        benv.set_latency(stack, slow_s)
+        for size in (1, 1000):
+            product_s, floor_s = [], []
+            for _ in range(count):
+                seconds, answer = invoke(request(size))
+                _check(answer, size)
+                product_s.append(seconds)
+                floor_event = request(size)
+                floor_s.append(_timed(lambda e=floor_event: refs.floor(e)))  # type: ignore[misc]
+            out[str(size)] = {"product_s": product_s, "floor_s": floor_s}
+        # One call per event pays the round trip per event: 10 events say enough about its rate.
+        naive_event = request(10)
+        out["naive_10"] = {"events": 10, "naive_s": _timed(lambda: refs.naive(naive_event))}
+        benv.set_latency(stack, stuck_s)
+        seconds, answer = invoke(request(1000))
+        _check(answer, 1000, status=503)
+        out["stuck"] = {"smc_latency_s": stuck_s, "events": 1000, "answer_s": seconds, "status": 503}
+        out["stuck"]["deadline_ms"] = int(os.environ.get("RESPONSE_DEADLINE_MS", "4500"))
+    finally:
+        benv.set_latency(stack, 0.0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("what", choices=("throughput", "latency"))
+    parser.add_argument("out", help="where to write the JSON result")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the samples (smoke runs)")
+    parser.add_argument("--slow", type=float, default=0.2, help="SMC latency (s) of the latency runs")
+    parser.add_argument("--stuck", type=float, default=6.0, help="SMC latency (s) past the deadline")
+    args = parser.parse_args(argv)
+    stack = benv.Stack.from_json(os.environ["BENCH_STACK"])
+    import handler.app
+
+    print(f"measuring {handler.app.__file__}", file=sys.stderr)
+    if args.what == "throughput":
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+        result: dict[str, Any] = {"throughput": throughput(stack, sizes, args.scale)}
+        result["smc_calls"] = smc_calls(stack, 1000 if 1000 in sizes else max(sizes))
+    else:
+        result = {"latency": latency(stack, args.scale, args.slow, args.stuck)}
+    result["handler_file"] = handler.app.__file__
+    with open(args.out, "w") as handle:
+        json.dump(result, handle)
+    print(f"{args.what}: done", file=sys.stderr)
+    return 0
+
+
+def median_ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 3)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Bounded AWS SDK clients: a slow or throttled AWS service must not outlast Segment's wait."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    import boto3
+
+# botocore's defaults (60 s connect and read time-outs, 3 attempts, throttling back-off of up to
+# 20 s) hold a request far past Segment's 5 s. Nothing gains from waiting: a Secrets Manager
+# failure is answered 503 (Segment retries) and an idempotency store failure is delivered without
+# the store. Worst case per call: 2 x (0.5 s connect or 1 s read) + <= 1 s back-off.
+AWS_CLIENT_CONFIG = Config(
+    connect_timeout=0.5,
+    read_timeout=1.0,
+    retries={"mode": "standard", "max_attempts": 2},
+)
+
+# What a boto3 session reads from the environment once and keeps.
+_SESSION_ENV = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL")
+_session: tuple[tuple[str | None, ...], boto3.session.Session] | None = None
+_session_lock = threading.Lock()
+
+
+def session() -> boto3.session.Session:
+    """One boto3 session for every AWS client of the process (a new one if the environment changed).
+
+    Clients of one session share its loaded endpoint rules and service data: the second client
+    costs ~7 ms instead of the ~50 ms of a client on a session of its own (cold start).
+    """
+    global _session
+    key = tuple(os.environ.get(name) for name in _SESSION_ENV)
+    with _session_lock:
+        if _session is None or _session[0] != key:
+            import boto3
+
+            _session = (key, boto3.session.Session())
+        return _session[1]

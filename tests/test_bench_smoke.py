@@ -1,0 +1,66 @@
+"""Keeps the benchmark code paths (bench/) from rotting: every measurement runs once, tiny.
+
+No timing is asserted here: `make bench` measures, this only checks that it still can.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import coldstart, memory, package
+from bench import env as benv
+from bench.report import summarize, table
+from bench.run import _targets_met, machine
+
+
+@pytest.fixture(scope="module")
+def bench_stack():
+    with benv.servers() as stack:
+        yield stack
+
+
+def _worker(stack: benv.Stack, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{args[0]}.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.worker", args[0], str(out), *args[1:]],
+        env=stack.env(BENCH_STACK=stack.to_json(), RESPONSE_DEADLINE_MS="800"),
+        cwd=benv.OUT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=60,
+    )
+    return json.loads(out.read_text())
+
+
+def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
+    raw: dict = {}
+    raw.update(_worker(bench_stack, tmp_path, "throughput", "--sizes", "1,5", "--scale", "0.02"))
+    raw.update(
+        _worker(bench_stack, tmp_path, "latency", "--scale", "0.01", "--slow", "0.01", "--stuck", "1.0")
+    )
+    work = tmp_path / "cold"
+    work.mkdir()
+    raw["coldstart"] = {
+        "median": {name: coldstart.run_probe(bench_stack, name, work) for name in coldstart.PROBES}
+    }
+    raw["memory"] = memory.measure(bench_stack, 20)
+    artifact = tmp_path / "artifact"
+    (artifact / "handler").mkdir(parents=True)
+    (artifact / "handler" / "app.py").write_text("x = 1\n")
+    raw["package"] = package.measure_dir(artifact)
+
+    assert raw["throughput"]["5"]["product_s"] and raw["throughput"]["5"]["naive_s"]
+    assert raw["smc_calls"]["calls"] >= 1 and raw["smc_calls"]["rows"] == 5
+    assert raw["latency"]["stuck"]["status"] == 503
+    assert raw["memory"]["status"] == 200 and raw["memory"]["delivered"] == 20
+    summary = summarize(raw)
+    results = {"machine": machine(), **summary, "raw": raw}
+    results["met"] = _targets_met(results)
+    text = table(results)
+    assert "warm throughput" in text and "cold start" in text
+    assert summary["cold_start_ratio"] > 0 and summary["peak_rss_mb_over_idle_4000"] >= 0
