@@ -34,7 +34,7 @@ clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
 # --- SAM ---
-# Deploy tooling (docs/deploy.md). aws-sam-cli lives in its own venv so its pins never fight the app's.
+# Deploy tooling (README.md). aws-sam-cli lives in its own venv so its pins never fight the app's.
 SAM_CLI_VERSION ?= 1.170.0
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
@@ -94,7 +94,7 @@ bench: $(STAMP)
 # --- end bench ---
 
 # --- local stack ---
-# docs/local.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
+# README.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
 # Ports: LOCAL_FRONT_PORT (3000), LOCAL_SMC_PORT (8899), LOCAL_AWS_PORT (5005); a real SMC tenant:
 # LOCAL_SMC_ADMIN_URL, LOCAL_SMC_ORGANIZATION, LOCAL_SMC_API_KEY, LOCAL_SMC_API_SECRET.
 .PHONY: run demo
