@@ -80,6 +80,31 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             out["stuck_answer_ms"] = round(stuck["answer_s"] * 1000, 1)
             out["stuck_deadline_ms"] = stuck["deadline_ms"]
             out["stuck_status"] = stuck["status"]
+    queued = raw.get("queued")
+    if queued:
+        big = str(queued["events"])
+        out["queued"] = {}
+        for size, data in queued["queued"].items():
+            out["queued"][size] = {
+                "events": data["events"],
+                "webhook_ms": _ms(data["webhook_s"]),
+                "end_to_end_ms": _ms(data["end_to_end_s"]),
+                "end_to_end_events_per_s": round(data["events"] / statistics.median(data["end_to_end_s"])),
+                "consumer_invocations": statistics.median(data["consumer_invocations"]),
+            }
+        sync = queued["sync"][big]["end_to_end_s"]
+        out["queued"]["sync_" + big] = {
+            "events": queued["events"],
+            "end_to_end_ms": _ms(sync),
+            "end_to_end_events_per_s": round(queued["events"] / statistics.median(sync)),
+        }
+        for size in ("1", "1000"):
+            if size in out["queued"]:
+                out[f"queued_webhook_ms_{size}"] = out["queued"][size]["webhook_ms"]
+        if "1000" in out["queued"]:
+            out["queued_end_to_end_events_per_s_1000"] = out["queued"]["1000"]["end_to_end_events_per_s"]
+        if big == "1000":
+            out["sync_end_to_end_events_per_s_1000"] = out["queued"]["sync_1000"]["end_to_end_events_per_s"]
     cold = raw.get("coldstart")
     if cold:
         med = cold["median"]
@@ -169,6 +194,38 @@ def table(results: dict[str, Any]) -> str:
             f"\nSMC answering in {lat['smc_latency_ms']:.0f} ms\n"
             + _grid(["events", "product ms", "floor ms", "SMC round trips"], rows)
         )
+    if "queued" in results:
+        q = results["queued"]
+        rows = [
+            [
+                "queued",
+                int(v["events"]),
+                v["webhook_ms"],
+                v["end_to_end_ms"],
+                v["end_to_end_events_per_s"],
+                v["consumer_invocations"],
+            ]
+            for size, v in q.items()
+            if not size.startswith("sync_")
+        ]
+        rows += [
+            [
+                "sync",
+                int(v["events"]),
+                v["end_to_end_ms"],
+                v["end_to_end_ms"],
+                v["end_to_end_events_per_s"],
+                None,
+            ]
+            for size, v in q.items()
+            if size.startswith("sync_")
+        ]
+        parts.append(
+            "\nqueued vs sync delivery (median; end to end = webhook + consumer draining the queue to SMC)\n"
+            + _grid(
+                ["mode", "events", "webhook ms", "end to end ms", "end-to-end ev/s", "consumer runs"], rows
+            )
+        )
     if "cold_start_ms" in results:
         med = results["raw"]["coldstart"]["median"]
         rows = [
@@ -188,6 +245,10 @@ def table(results: dict[str, Any]) -> str:
         ("latency_1000_added_smc_round_trips", "1 (targets in parallel)"),
         ("throughput_ratio_vs_naive_1000_slow_smc", "(SMC at 200 ms)"),
         ("stuck_answer_ms", f"< {results.get('stuck_deadline_ms', 4500)} (503)"),
+        ("queued_webhook_ms_1", "(queued: answer)"),
+        ("queued_webhook_ms_1000", "(queued: answer)"),
+        ("queued_end_to_end_events_per_s_1000", "(queued: webhook + consumer)"),
+        ("sync_end_to_end_events_per_s_1000", "(sync, same run)"),
         ("cold_start_ratio", "≤ 1.3"),
         ("cold_start_ratio_vs_imports_only", ""),
         ("cold_start_import_ratio", ""),

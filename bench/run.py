@@ -24,7 +24,7 @@ from bench import coldstart, memory, package
 from bench import env as benv
 from bench.report import summarize, table
 
-SECTIONS = ("package", "throughput", "latency", "coldstart", "memory")
+SECTIONS = ("package", "throughput", "latency", "queued", "coldstart", "memory")
 TARGETS = {
     "throughput_ratio_vs_naive_1000": (">=", 20.0),
     "time_ratio_vs_floor_1000": ("<=", 2.0),
@@ -92,6 +92,10 @@ def collect(sections: tuple[str, ...], quick: bool, log: Any = sys.stderr) -> di
         if "latency" in sections:
             print("latency with a slow SMC …", file=log, flush=True)
             raw.update(_worker(stack, "latency", ["--scale", str(scale)]))
+            benv.reset_sandbox(stack)
+        if "queued" in sections:
+            print("queued delivery vs sync …", file=log, flush=True)
+            raw.update(_worker(stack, "queued", ["--scale", str(scale)]))
             benv.reset_sandbox(stack)
         if "coldstart" in sections:
             print("cold starts …", file=log, flush=True)

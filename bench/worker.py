@@ -14,6 +14,7 @@ import os
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from bench.references import References
 from bench.workload import Context, request
 
 SIZES = (1, 100, 1000, 4000)
+_DEFAULT_SIZES = ",".join(map(str, SIZES))
 
 
 def _handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -143,11 +145,142 @@ def latency(stack: benv.Stack, scale: float, slow_s: float = 0.2, stuck_s: float
     return out
 
 
+class Poller:
+    """A stand-in for Lambda's SQS event source: gathers up to `batch_size` messages (the template's
+    BatchSize), hands them to `handler.consumer.lambda_handler` as one SQS event and deletes what
+    it reports done. Lambda's batching window and poll interval are left out: they are settings."""
+
+    def __init__(self, sqs: Any, queue_url: str, batch_size: int = 100) -> None:
+        self.sqs, self.url, self.batch_size = sqs, queue_url, batch_size
+
+    def _receive(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        while len(batch) < self.batch_size:
+            answer = self.sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=min(10, self.batch_size - len(batch)),
+                AttributeNames=["All"],
+                VisibilityTimeout=60,
+                WaitTimeSeconds=0,
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                break
+            batch.extend(messages)
+        return batch
+
+    def poll_once(self) -> int:
+        """One consumer invocation; returns how many messages it got (0: the queue is empty)."""
+        from handler.consumer import lambda_handler as consumer
+
+        batch = self._receive()
+        if not batch:
+            return 0
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:bench-delivery",
+                "awsRegion": "eu-west-1",
+            }
+            for m in batch
+        ]
+        answer = consumer({"Records": records}, Context(timeout_ms=60_000))
+        if answer["batchItemFailures"]:
+            raise RuntimeError(f"consumer failed messages: {answer['batchItemFailures']}")
+        for start in range(0, len(batch), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(batch[start : start + 10])
+            ]
+            self.sqs.delete_message_batch(QueueUrl=self.url, Entries=entries)
+        return len(batch)
+
+    def drain(self) -> int:
+        """Consumer invocations until the queue is empty; returns how many ran."""
+        runs = 0
+        while self.poll_once():
+            runs += 1
+        return runs
+
+
+def queued(stack: benv.Stack, sizes: tuple[int, ...], scale: float) -> dict[str, Any]:
+    """Queued delivery next to sync, in this process: the webhook's answer time (it only
+    enqueues) and end to end (webhook, then the consumer draining the queue to SMC), in events/s.
+
+    Sync rounds run first; then `DELIVERY_MODE=queued` with an SQS queue in moto."""
+    import boto3
+
+    from handler.app import reset_runtime
+
+    big = max(sizes)
+    count = max(1, round(10 * scale))
+    out: dict[str, Any] = {"events": big, "rounds": count, "sync": {}, "queued": {}}
+    _check(invoke(request(big))[1], big)  # warm-up (sync)
+    sync_s: list[float] = []
+    for _ in range(count):
+        benv.reset_sandbox(stack)
+        api_event = request(big)
+        gc.collect()
+        seconds, answer = invoke(api_event)
+        _check(answer, big)
+        sync_s.append(seconds)
+    out["sync"][str(big)] = {"end_to_end_s": sync_s}
+
+    sqs = boto3.client("sqs")
+    suffix = uuid.uuid4().hex[:8]
+    dlq_url = sqs.create_queue(QueueName=f"bench-dlq-{suffix}")["QueueUrl"]
+    url = sqs.create_queue(QueueName=f"bench-delivery-{suffix}", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"
+    ]
+    os.environ.update(DELIVERY_MODE="queued", DELIVERY_QUEUE_URL=url, DEAD_LETTER_QUEUE_URL=dlq_url)
+    reset_runtime()
+    poller = Poller(sqs, url)
+    try:
+        for size in sizes:  # warm-up: runtime, SQS client, consumer
+            _check(invoke(request(size))[1], 0)
+            poller.drain()
+        for size in sizes:
+            webhook_s: list[float] = []
+            end_to_end_s: list[float] = []
+            consumer_runs: list[int] = []
+            for _ in range(count):
+                benv.reset_sandbox(stack)
+                api_event = request(size)
+                gc.collect()
+                started = time.perf_counter()
+                seconds, answer = invoke(api_event)
+                if answer.get("status") != 200 or answer.get("enqueued") != size:
+                    raise RuntimeError(f"unexpected queued answer: {json.dumps(answer)[:400]}")
+                consumer_runs.append(poller.drain())
+                end_to_end_s.append(time.perf_counter() - started)
+                webhook_s.append(seconds)
+            rows = sum(r["rows"] or 0 for r in benv.smc_log(stack))
+            if rows < size:
+                raise RuntimeError(f"the consumer delivered {rows} rows for {size} events")
+            out["queued"][str(size)] = {
+                "events": size,
+                "webhook_s": webhook_s,
+                "end_to_end_s": end_to_end_s,
+                "consumer_invocations": consumer_runs,
+            }
+    finally:
+        for name in ("DELIVERY_MODE", "DELIVERY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"):
+            os.environ.pop(name, None)
+        reset_runtime()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
-    parser.add_argument("what", choices=("throughput", "latency"))
+    parser.add_argument("what", choices=("throughput", "latency", "queued"))
     parser.add_argument("out", help="where to write the JSON result")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--sizes", default=_DEFAULT_SIZES)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the samples (smoke runs)")
     parser.add_argument("--slow", type=float, default=0.2, help="SMC latency (s) of the latency runs")
     parser.add_argument("--stuck", type=float, default=6.0, help="SMC latency (s) past the deadline")
@@ -160,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(s) for s in args.sizes.split(","))
         result: dict[str, Any] = {"throughput": throughput(stack, sizes, args.scale)}
         result["smc_calls"] = smc_calls(stack, 1000 if 1000 in sizes else max(sizes))
+    elif args.what == "queued":
+        sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes != _DEFAULT_SIZES else (1, 1000)
+        result = {"queued": queued(stack, sizes, args.scale)}
     else:
         result = {"latency": latency(stack, args.scale, args.slow, args.stuck)}
     result["handler_file"] = handler.app.__file__

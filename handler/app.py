@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.auth import authenticate, check_shape
 from handler.deadline import request_deadline
-from handler.delivery import deliver
+from handler.delivery import Preparation, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
 from handler.events import SegmentEvent, admit
 from handler.idempotency import Response, request_key
@@ -60,13 +60,14 @@ def _deliver(
     runtime: Runtime,
     context: LambdaContext | None,
     started: float,
+    prepared: Preparation,
 ) -> Response:
     remaining = context.get_remaining_time_in_millis() if context is not None else None
     # Segment has been waiting since the request arrived: the secret read and the idempotency
     # record (slow when AWS is) come out of the same response deadline.
     spent_ms = int((time.monotonic() - started) * 1000)
     deadline = request_deadline(runtime.settings.response_deadline_ms - spent_ms, remaining)
-    deliver(admitted, report, runtime.settings, runtime.client, deadline)
+    deliver(admitted, report, runtime.settings, runtime.client, deadline, prepared)
     return _answer(report)
 
 
@@ -102,14 +103,18 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
             response = json_response(report.status(), report.body())
             record_outcomes(report, response["statusCode"])
             return response
+        prepared: Preparation | None = None
         if runtime.settings.delivery_mode == "queued":
 
             def work() -> Response:
                 return _enqueue(report, admitted, runtime, received_at)
         else:
+            # Mapping and batching start now, on a pool thread, and overlap the idempotency
+            # record's write; the SMC calls still wait for that write (see `Preparation`).
+            prepared = preparation = Preparation(admitted, runtime.settings)
 
             def work() -> Response:
-                return _deliver(report, admitted, runtime, context, started)
+                return _deliver(report, admitted, runtime, context, started, preparation)
 
         key = request_key(result.message_id for result in report.results)
         try:
@@ -117,6 +122,9 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         except RetryableAnswer as answer:
             record_outcomes(report, answer.response["statusCode"])
             return answer.response
+        finally:
+            if prepared is not None:
+                prepared.cancel()
         if replayed:
             for replayed_event in admitted:
                 report.settle(replayed_event.index, "duplicate", "request already delivered")

@@ -62,7 +62,27 @@ def _utf8_row(row: list[object]) -> bytes:
         return json.dumps(row, separators=(",", ":"), default=str).encode("ascii")
 
 
+def _one_chunk(target: Target, operations: list[Operation]) -> Chunk | None:
+    """The common case in one encoder call instead of one per row: every row fits one call.
+
+    `compact_json` of the list is byte for byte `[` + the rows' encodings joined by `,` + `]`,
+    which is what `_chunks` builds; the size test is `_chunks`' own, summed over the rows. None
+    when `_chunks` would split, or when a row needs its ASCII fallback (`_utf8_row`)."""
+    if len(operations) > MAX_ROWS_PER_CALL:
+        return None
+    try:
+        body = compact_json([op.row for op in operations]).encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if len(operations) > 1 and len(body) + 1 > MAX_BYTES_PER_CALL:
+        return None
+    return Chunk(target, body, [op.sources for op in operations])
+
+
 def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
+    single = _one_chunk(target, operations)
+    if single is not None:
+        return [single]
     chunks: list[Chunk] = []
     parts: list[bytes] = []
     sources: list[list[int]] = []

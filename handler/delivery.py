@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from handler.batching import Chunk, plan
 from handler.deadline import Deadline
@@ -56,11 +56,51 @@ def _settle(report: Report, chunk: Chunk, outcome: SmcResult | SmcError) -> None
                 report.settle(index, "rejected", reason)
 
 
+class Preparation:
+    """`plan([map_event(e, settings) for e in events])` on a pool thread, started at once.
+
+    The webhook starts it before the idempotency record is opened: the mapping then runs while
+    the DynamoDB write waits on the network (its I/O releases the GIL). No SMC call starts before
+    `result()`, which `deliver` calls only once the record is saved. `cancel()` (e.g. on a replay)
+    stops the mapping at the next event, so a request that needs no delivery does not pay for it.
+    """
+
+    __slots__ = ("_cancelled", "_future")
+
+    def __init__(self, events: list[SegmentEvent], settings: Settings) -> None:
+        self._cancelled = False
+        self._future: Future[list[list[Chunk]]] = _pool().submit(self._run, events, settings)
+
+    def _run(self, events: list[SegmentEvent], settings: Settings) -> list[list[Chunk]]:
+        operations = []
+        for event in events:
+            if self._cancelled:
+                return []
+            operations.append(map_event(event, settings))
+        return plan(operations)
+
+    def cancel(self) -> None:
+        """Stop mapping (the result is then unusable); harmless once it has finished."""
+        self._cancelled = True
+
+    def result(self) -> list[list[Chunk]]:
+        """The phases of calls; raises what mapping raised."""
+        return self._future.result()
+
+
 def deliver(
-    events: list[SegmentEvent], report: Report, settings: Settings, client: SmcClient, deadline: Deadline
+    events: list[SegmentEvent],
+    report: Report,
+    settings: Settings,
+    client: SmcClient,
+    deadline: Deadline,
+    prepared: Preparation | None = None,
 ) -> None:
-    """Map, group and send `events`; settle every one of them in `report`."""
-    phases = plan([map_event(event, settings) for event in events])
+    """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`."""
+    if prepared is not None:
+        phases = prepared.result()
+    else:
+        phases = plan([map_event(event, settings) for event in events])
     for phase in phases:
         if len(phase) == 1:
             _settle(report, phase[0], _send(client, phase[0], deadline))

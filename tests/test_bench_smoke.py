@@ -43,6 +43,7 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
     raw.update(
         _worker(bench_stack, tmp_path, "latency", "--scale", "0.01", "--slow", "0.01", "--stuck", "1.0")
     )
+    raw.update(_worker(bench_stack, tmp_path, "queued", "--sizes", "1,5", "--scale", "0.01"))
     work = tmp_path / "cold"
     work.mkdir()
     raw["coldstart"] = {
@@ -57,10 +58,12 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
     assert raw["throughput"]["5"]["product_s"] and raw["throughput"]["5"]["naive_s"]
     assert raw["smc_calls"]["calls"] >= 1 and raw["smc_calls"]["rows"] == 5
     assert raw["latency"]["stuck"]["status"] == 503
+    assert raw["queued"]["queued"]["5"]["webhook_s"] and raw["queued"]["sync"]["5"]["end_to_end_s"]
     assert raw["memory"]["status"] == 200 and raw["memory"]["delivered"] == 20
     summary = summarize(raw)
     results = {"machine": machine(), **summary, "raw": raw}
     results["met"] = _targets_met(results)
     text = table(results)
-    assert "warm throughput" in text and "cold start" in text
+    assert "warm throughput" in text and "cold start" in text and "queued vs sync" in text
+    assert summary["queued_webhook_ms_1"] > 0 and summary["queued"]["5"]["end_to_end_events_per_s"] > 0
     assert summary["cold_start_ratio"] > 0 and summary["peak_rss_mb_over_idle_4000"] >= 0
