@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import env as benv
-from bench.workload import Context, request
+from bench.workload import request
+from tests.support import FakeContext as Context
 
 
 def _status_kb(field: str) -> int:

@@ -20,7 +20,9 @@ from typing import Any, cast
 
 from bench import env as benv
 from bench.references import References
-from bench.workload import Context, request
+from bench.workload import request
+from tests.support import FakeContext as Context
+from tests.support import sqs_event
 
 SIZES = (1, 100, 1000, 4000)
 _DEFAULT_SIZES = ",".join(map(str, SIZES))
@@ -176,21 +178,9 @@ class Poller:
         batch = self._receive()
         if not batch:
             return 0
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:bench-delivery",
-                "awsRegion": "eu-west-1",
-            }
-            for m in batch
-        ]
-        answer = consumer({"Records": records}, Context(timeout_ms=60_000))
+        answer = consumer(
+            sqs_event(batch, "arn:aws:sqs:eu-west-1:123456789012:bench-delivery"), Context(timeout_ms=60_000)
+        )
         if answer["batchItemFailures"]:
             raise RuntimeError(f"consumer failed messages: {answer['batchItemFailures']}")
         for start in range(0, len(batch), 10):

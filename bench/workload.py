@@ -10,7 +10,6 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from bench.env import BEARER_TOKEN, SEGMENTS, SHARED_SECRET, USERS_LIST
@@ -136,19 +135,3 @@ def api_event(events: list[dict[str, Any]]) -> dict[str, Any]:
 def request(count: int) -> dict[str, Any]:
     """A fresh API Gateway event carrying `count` mixed events."""
     return api_event(mixed_events(count))
-
-
-@dataclass
-class Context:
-    """The parts of LambdaContext the handler and Powertools read (10 s timeout, as deployed)."""
-
-    timeout_ms: int = 10_000
-    function_name: str = "segment-smc-destination-webhook"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:segment-smc-destination"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    _start: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int(self.timeout_ms - (time.monotonic() - self._start) * 1000))

@@ -183,3 +183,24 @@ def invoke(
     response = lambda_handler(event, context or FakeContext())
     RESPONSES.append(json.dumps(response, ensure_ascii=False))  # for the session-end leak scan
     return response["statusCode"], json.loads(response["body"]), response.get("headers", {})
+
+
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:eu-west-1:123456789012:delivery"
+) -> dict[str, Any]:
+    """The event Lambda's SQS poller passes for `messages` (as `receive_message` returned them)."""
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": queue_arn,
+            "awsRegion": "eu-west-1",
+        }
+        for m in messages
+    ]
+    return {"Records": records}

@@ -10,7 +10,7 @@ import pytest
 
 from tests import support
 from tests.smc_sandbox import Fault
-from tests.support import FakeContext, api_event, invoke
+from tests.support import FakeContext, api_event, invoke, sqs_event
 
 MAX_RECEIVES = 3
 
@@ -49,21 +49,7 @@ class Queues:
         batch = self.receive()
         if not batch:
             return 0, []
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:delivery",
-                "awsRegion": "eu-west-1",
-            }
-            for m in batch
-        ]
-        answer = lambda_handler({"Records": records}, FakeContext(timeout_ms=60_000))
+        answer = lambda_handler(sqs_event(batch), FakeContext(timeout_ms=60_000))
         failed = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
         done = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
