@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from devstack.state import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"  # scratch files (git-ignored)
@@ -44,12 +45,6 @@ BASE_ENV = {
     "POWERTOOLS_LOG_LEVEL": "INFO",
     "PYTHONHASHSEED": "0",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -171,7 +166,7 @@ def create_aws_resources(moto_url: str) -> tuple[str, str]:
 def servers(log_dir: Path = OUT) -> Iterator[Stack]:
     """Start the SMC sandbox and moto as subprocesses on loopback; stop them afterwards."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    sandbox_port, moto_port = free_port(), free_port()
+    sandbox_port, moto_port = free_ports(2)
     python = sys.executable
     processes: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:

@@ -22,6 +22,18 @@ LOCK_FILE = "stack.lock"
 STATE_FILE = "stack.json"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports free right now (all bound at once, so never the same twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 class StackError(Exception):
     """The stack cannot start (or be found); the message says why and what to do."""
 

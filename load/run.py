@@ -27,7 +27,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from devstack.state import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("results.json")
@@ -173,21 +174,10 @@ def percentile(values: Sequence[float], share: float) -> float:
 
 
 # -- the stack ----------------------------------------------------------------------------------------
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @contextmanager
 def local_stack(log_level: str) -> Iterator[dict[str, Any]]:
     """`python -m devstack run` on free ports and a scratch state folder; yields its stack.json."""
-    front, sandbox, moto = _free_ports(3)
+    front, sandbox, moto = free_ports(3)
     with tempfile.TemporaryDirectory(prefix="segment-smc-load-") as scratch:
         state_dir = Path(scratch)
         log = (state_dir / "stack.out").open("w")

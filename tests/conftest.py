@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 
+from devstack.state import free_ports
 from tests import support
 
 # Set before anything imports boto3 or Powertools: clients read these when created.
@@ -42,12 +42,6 @@ SECRET_VALUES = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _Capture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         CAPTURED_LOG_LINES.append(self.format(record))
@@ -69,7 +63,7 @@ def capture_logs() -> Iterator[None]:
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
+    (port,) = free_ports(1)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

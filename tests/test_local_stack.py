@@ -18,22 +18,12 @@ import pytest
 import requests
 
 from devstack.front import build_event, http_answer
+from devstack.state import free_ports
 from tests import support
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 START_TIMEOUT_S = 30
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class RunningStack:
