@@ -261,3 +261,16 @@ def test_the_example_values_are_the_events_ones() -> None:
     secret = json.loads((EVENTS / "examples.json").read_text())["secret"]
     assert example_secret() == secret
     assert secret["sharedSecret"] != support.SHARED_SECRET  # the stack never reuses the tests' values
+
+
+def test_missing_example_files_stop_the_stack_with_the_command_that_restores_them(tmp_path):
+    import pytest
+
+    from devstack.examples import ExamplesError, example_env, example_secret
+
+    with pytest.raises(ExamplesError, match="make events"):
+        example_secret(tmp_path)
+    (tmp_path / "env.json").write_text('{"OtherFunction": {}}')
+    with pytest.raises(ExamplesError, match="WebhookFunction"):
+        example_env(tmp_path)
+    assert example_secret()["sharedSecret"] == "example-shared-secret"
