@@ -4,66 +4,27 @@ otherwise the same recipe (Makefile `build-WebhookFunction`) reproduced into a t
 from __future__ import annotations
 
 import hashlib
-import io
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from bench.env import ROOT
+from scripts.check_build import artifact_size
 
 SAM_BUILD = ROOT / ".aws-sam" / "build" / "WebhookFunction"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # shipped by the python3.13 runtime
-PIP_PLATFORM = (
-    "--platform",
-    "manylinux2014_aarch64",
-    "--only-binary=:all:",
-    "--python-version",
-    "3.13",
-    "--implementation",
-    "cp",
-)
 
 
 def build(target: Path) -> None:
-    """What `sam build` does for WebhookFunction (see the Makefile), into `target`."""
+    """The Makefile's own `build-WebhookFunction` recipe (what `sam build` runs), into `target`."""
     subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"),
-            *PIP_PLATFORM,
-            *("-r", str(ROOT / "handler" / "requirements.txt"), "--target", str(target)),
-        ],
+        ["make", "--no-print-directory", "build-WebhookFunction", f"ARTIFACTS_DIR={target}"],
+        cwd=ROOT,
         check=True,
         timeout=600,
-    )
-    for name in RUNTIME_PROVIDED:
-        for path in [target / name, *target.glob(f"{name}-*.dist-info")]:
-            shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(target / "bin", ignore_errors=True)
-    for source in (ROOT / "handler").rglob("*.py"):
-        if "__pycache__" in source.parts or "tests" in source.parts:
-            continue
-        destination = target / "handler" / source.relative_to(ROOT / "handler")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "compileall",
-            "-q",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(target),
-        ],
-        check=True,
-        timeout=600,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -85,12 +46,7 @@ def stale_modules(artifact: Path) -> list[str]:
 
 
 def measure_dir(artifact: Path) -> dict[str, Any]:
-    files = [p for p in artifact.rglob("*") if p.is_file()]
-    unzipped = sum(p.stat().st_size for p in files)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            archive.write(path, path.relative_to(artifact))
+    files, unzipped, zipped = artifact_size(artifact)
     top: dict[str, int] = {}
     for path in files:
         name = path.relative_to(artifact).parts[0].split("-")[0].removesuffix(".py")
@@ -98,7 +54,7 @@ def measure_dir(artifact: Path) -> dict[str, Any]:
     largest = sorted(top.items(), key=lambda item: -item[1])[:8]
     return {
         "package_mb": round(unzipped / 1e6, 2),
-        "zipped_mb": round(buffer.tell() / 1e6, 2),
+        "zipped_mb": round(zipped / 1e6, 2),
         "files": len(files),
         "largest_mb": {name: round(size / 1e6, 2) for name, size in largest},
         "runtime_packages_shipped": [n for n in RUNTIME_PROVIDED if (artifact / n).exists()],

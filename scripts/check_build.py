@@ -56,14 +56,19 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-def report_size(build: Path) -> None:
+def artifact_size(build: Path) -> tuple[list[Path], int, int]:
+    """The artifact's files, unzipped bytes and bytes once zipped as Lambda receives it."""
     files = [p for p in build.rglob("*") if p.is_file()]
     unzipped = sum(p.stat().st_size for p in files)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in files:
             archive.write(path, path.relative_to(build))
-    zipped = buffer.tell()
+    return files, unzipped, buffer.tell()
+
+
+def report_size(build: Path) -> None:
+    files, unzipped, zipped = artifact_size(build)
     print(
         f"size: {unzipped / 1e6:.1f} MB unzipped (limit {UNZIPPED_LIMIT_MB}), "
         f"{zipped / 1e6:.1f} MB zipped (limit {ZIPPED_LIMIT_MB}), {len(files)} files"
