@@ -35,6 +35,14 @@ TARGETS = {
 }
 
 
+# Measured in a fresh worker process each, against the shared servers.
+WORKER_SECTIONS = (
+    ("throughput", "throughput and SMC calls"),
+    ("latency", "latency with a slow SMC"),
+    ("queued", "queued delivery vs sync"),
+)
+
+
 def machine() -> dict[str, Any]:
     model = ""
     cpuinfo = Path("/proc/cpuinfo")
@@ -85,18 +93,11 @@ def collect(sections: tuple[str, ...], quick: bool, log: Any = sys.stderr) -> di
         print("package size …", file=log, flush=True)
         raw["package"] = package.measure()
     with benv.servers() as stack:
-        if "throughput" in sections:
-            print("throughput and SMC calls …", file=log, flush=True)
-            raw.update(_worker(stack, "throughput", ["--scale", str(scale)]))
-            benv.reset_sandbox(stack)
-        if "latency" in sections:
-            print("latency with a slow SMC …", file=log, flush=True)
-            raw.update(_worker(stack, "latency", ["--scale", str(scale)]))
-            benv.reset_sandbox(stack)
-        if "queued" in sections:
-            print("queued delivery vs sync …", file=log, flush=True)
-            raw.update(_worker(stack, "queued", ["--scale", str(scale)]))
-            benv.reset_sandbox(stack)
+        for section, label in WORKER_SECTIONS:
+            if section in sections:
+                print(f"{label} …", file=log, flush=True)
+                raw.update(_worker(stack, section, ["--scale", str(scale)]))
+                benv.reset_sandbox(stack)
         if "coldstart" in sections:
             print("cold starts …", file=log, flush=True)
             raw["coldstart"] = coldstart.measure(
