@@ -44,7 +44,6 @@ class _Attempt:
     replayed: bool = False
     result: Response | None = None
     error: BaseException | None = None
-    started: bool = False
 
 
 def _run_work(request: dict[str, str], work: Callable[[], Response]) -> Response:
@@ -99,7 +98,6 @@ class IdempotencyGuard:
         attempt = self._attempt = _Attempt()
 
         def tracked() -> Response:
-            attempt.started = True
             try:
                 attempt.result = work()
             except BaseException as exc:
