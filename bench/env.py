@@ -173,7 +173,7 @@ def servers(log_dir: Path = OUT) -> Iterator[Stack]:
         logs = [stack.enter_context((log_dir / f"{name}.log").open("wb")) for name in ("sandbox", "moto")]
         try:
             sandbox = subprocess.Popen(
-                [python, "-m", "tests.smc_sandbox", "--port", str(sandbox_port), "--seed", "default"],
+                [python, "-m", "sandbox", "--port", str(sandbox_port), "--seed", "default"],
                 cwd=ROOT,
                 stdout=logs[0],
                 stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """The local stack: the destination running on a laptop, with no AWS or SMC account.
 
 `python -m devstack` (`make run`) starts on loopback an AWS emulator (moto: the secret and the
-idempotency table), the SMC sandbox (`tests/smc_sandbox`, seeded), and a small HTTP front that turns
+idempotency table), the SMC sandbox (`sandbox`, seeded), and a small HTTP front that turns
 each request into the API Gateway HTTP API v2 event and calls the real `handler.app.lambda_handler`
 in-process. `python -m devstack demo` (`make demo`) sends the `events/` cases through it.
 

@@ -144,8 +144,8 @@ class LocalStack:
             self.env["SMC_ORGANIZATION"] = self.config.real_smc.organization
             return self.config.real_smc.admin_url
         from handler.schema import EVENTS_LIST_COLUMNS
-        from tests.smc_sandbox import SmcSandbox
-        from tests.smc_sandbox.state import USERS_FIELDS
+        from sandbox import SmcSandbox
+        from sandbox.state import USERS_FIELDS
 
         sandbox = SmcSandbox(HOST, self.config.sandbox_port)
         sandbox.start()

@@ -40,7 +40,7 @@ EXAMPLE_SECRET: dict[str, str] = json.loads((EVENTS_DIR / "examples.json").read_
 
 # --env-vars for `sam local invoke` (only variables template.yaml declares take effect).
 ENV_VARS = {
-    "SMC_ADMIN_URL": "http://127.0.0.1:8899",  # tests/smc_sandbox; plain http is allowed on loopback only
+    "SMC_ADMIN_URL": "http://127.0.0.1:8899",  # sandbox; plain http is allowed on loopback only
     "SMC_ORGANIZATION": "demo",
     "SMC_EVENTS_LIST": "segment_events",
     "SMC_ALLOWED_EVENTS": "Order Completed,Product Viewed,Signed Up",

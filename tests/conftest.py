@@ -74,7 +74,7 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[Any]:
-    from tests.smc_sandbox import SmcSandbox
+    from sandbox import SmcSandbox
 
     sandbox = SmcSandbox()
     sandbox.start()
@@ -144,7 +144,7 @@ class Stack:
 @pytest.fixture
 def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     from handler.app import reset_runtime
-    from tests.smc_sandbox import seed_default
+    from sandbox import seed_default
 
     suffix = uuid.uuid4().hex[:8]
     secret_id = f"segment-smc/test-{suffix}"

@@ -12,8 +12,8 @@ import pytest
 
 from handler.cli import main
 from handler.schema import EVENTS_LIST_COLUMNS
+from sandbox.state import EVENTS_FIELDS
 from tests import support
-from tests.smc_sandbox.state import EVENTS_FIELDS
 
 BIN = Path(sys.executable).parent
 

@@ -9,8 +9,8 @@ import pytest
 
 from handler.cli import main
 from handler.schema import EVENTS_LIST_COLUMNS, EVENTS_LIST_FIELDS
+from sandbox.state import EVENTS_FIELDS
 from tests import support
-from tests.smc_sandbox.state import EVENTS_FIELDS
 
 
 def posts(stack: Any) -> list[Any]:

@@ -16,8 +16,8 @@ import pytest
 
 from handler.cli import main
 from handler.cli.source import read_source
+from sandbox import Fault
 from tests import support
-from tests.smc_sandbox import Fault
 
 BIN = Path(sys.executable).parent
 

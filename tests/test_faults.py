@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from sandbox import Fault
+from sandbox.state import EVENTS_FIELDS
 from tests import support
 from tests.aws_fault_proxy import AwsFaultProxy
 from tests.segment_sim import (
@@ -32,8 +34,6 @@ from tests.segment_sim import (
     verify,
     write_figures,
 )
-from tests.smc_sandbox import Fault
-from tests.smc_sandbox.state import EVENTS_FIELDS
 
 TALLIES: list[Tally] = []
 RETRYABLE = {"429", "500", "502", "503", "504", "timeout", "crashed", "lost"}

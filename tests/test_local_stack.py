@@ -186,7 +186,7 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
 
 def test_pointing_at_a_real_tenant_is_one_setting(tmp_path: Path, sandbox_server: Any) -> None:
     # Given an "SMC tenant" elsewhere (the test session's sandbox stands in for it)
-    from tests.smc_sandbox import seed_default
+    from sandbox import seed_default
 
     sandbox_server.reset()
     seed_default(sandbox_server)

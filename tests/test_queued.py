@@ -8,8 +8,8 @@ import uuid
 import boto3
 import pytest
 
+from sandbox import Fault
 from tests import support
-from tests.smc_sandbox import Fault
 from tests.support import FakeContext, api_event, invoke, sqs_event
 
 MAX_RECEIVES = 3

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.smc_sandbox import Fault, SmcSandbox, seed_default
+from sandbox import Fault, SmcSandbox, seed_default
 
 API_KEY = {"X-ApiKey": "demo-key:demo-secret"}
 EVENT_FIELDS = "MESSAGE_ID,EVENT_TYPE,USER_ID,EVENT_TIMESTAMP"
@@ -454,7 +454,7 @@ def test_admin_api_seeds_inspects_injects_and_resets(sandbox: SmcSandbox, http: 
 
 
 def test_module_runs_standalone_with_default_seed() -> None:
-    command = [sys.executable, "-m", "tests.smc_sandbox", "--port", "0", "--seed", "default"]
+    command = [sys.executable, "-m", "sandbox", "--port", "0", "--seed", "default"]
     with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

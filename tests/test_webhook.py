@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from sandbox import Fault
 from tests import support
-from tests.smc_sandbox import Fault
 from tests.support import api_event, invoke
 
 

@@ -1,4 +1,4 @@
-"""Run the SMC sandbox standalone: `python -m tests.smc_sandbox --port 8899 --seed default`."""
+"""Run the SMC sandbox standalone: `python -m sandbox --port 8899 --seed default`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .state import seed_default
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.smc_sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     parser.add_argument("--port", type=int, default=8899)
     parser.add_argument(
