@@ -15,13 +15,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.auth import authenticate, check_shape
-from handler.deadline import request_deadline
+from handler.deadline import Budget, request_budget
 from handler.delivery import Preparation, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
 from handler.events import SegmentEvent, admit
-from handler.idempotency import Response, request_key
+from handler.idempotency import Response, RetryLater, request_key
 from handler.observability import count, flush_metrics, logger, metrics, timing, tracer
 from handler.outcomes import Report
+from handler.progress import Progress
 from handler.queue import pack, send
 from handler.reporting import record_outcomes
 from handler.request import check_envelope, parse_payload, read_request
@@ -32,25 +33,18 @@ from handler.settings import SettingsError
 __all__ = ["handle", "lambda_handler", "reset_runtime"]
 
 
-class RetryableAnswer(Exception):
-    """Carries a retryable answer out of the idempotent part, so it is never remembered."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__("retryable answer")
-        self.response = response
-
-
 def _received_at(event: dict[str, Any]) -> str:
     epoch_ms = (event.get("requestContext") or {}).get("timeEpoch")
     moment = datetime.fromtimestamp(epoch_ms / 1000, UTC) if isinstance(epoch_ms, int) else datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _answer(report: Report) -> Response:
+def _answer(report: Report, sent: list[SegmentEvent]) -> Response:
+    """The response for a settled report; a retryable one is raised with what SMC took already."""
     status = report.status()
     response = json_response(status, report.body(), report.retry_after)
     if status in (429, 503):
-        raise RetryableAnswer(response)
+        raise RetryLater(response, Progress.of(report, sent))
     return response
 
 
@@ -58,21 +52,19 @@ def _deliver(
     report: Report,
     admitted: list[SegmentEvent],
     runtime: Runtime,
-    context: LambdaContext | None,
-    started: float,
+    budget: Budget,
     prepared: Preparation,
+    earlier: Progress | None,
 ) -> Response:
-    remaining = context.get_remaining_time_in_millis() if context is not None else None
-    # Segment has been waiting since the request arrived: the secret read and the idempotency
-    # record (slow when AWS is) come out of the same response deadline.
-    spent_ms = int((time.monotonic() - started) * 1000)
-    deadline = request_deadline(runtime.settings.response_deadline_ms - spent_ms, remaining)
-    deliver(admitted, report, runtime.settings, runtime.client, deadline, prepared)
-    return _answer(report)
+    deliver(admitted, report, runtime.settings, runtime.client, budget.work, prepared, earlier)
+    return _answer(report, admitted)
 
 
-def _enqueue(report: Report, admitted: list[SegmentEvent], runtime: Runtime, received_at: str) -> Response:
-    messages = pack(admitted, received_at)
+def _enqueue(
+    report: Report, admitted: list[SegmentEvent], runtime: Runtime, received_at: str, earlier: Progress | None
+) -> Response:
+    pending = earlier.settle_known(admitted, report) if earlier else admitted
+    messages = pack(pending, received_at)
     failed = send(runtime.sqs, runtime.settings.delivery_queue_url, messages)
     for position, message in enumerate(messages):
         for index in message.indexes:
@@ -80,25 +72,31 @@ def _enqueue(report: Report, admitted: list[SegmentEvent], runtime: Runtime, rec
                 report.settle(index, "retried", "queue_unavailable: SQS did not accept the message")
             else:
                 report.settle(index, "enqueued")
-    return _answer(report)
+    return _answer(report, admitted)
 
 
 def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
     """The whole request, answered with exactly one status; every event gets one outcome."""
-    started = time.monotonic()
     request_id = ""
     try:
         request = read_request(event)
         request_id = request.request_id
         check_envelope(request)
         runtime = get_runtime()
-        method = authenticate(request.headers, request.body, runtime.credentials.get())
+        budget = request_budget(
+            (event.get("requestContext") or {}).get("timeEpoch"),
+            runtime.settings.response_deadline_ms,
+            context.get_remaining_time_in_millis() if context is not None else None,
+        )
+        method = authenticate(request.headers, request.body, runtime.credentials.get(budget.answer))
         payload = parse_payload(request.body)
         check_shape(method, payload.shape)
         received_at = _received_at(event)
         report, admitted = admit(payload.events, runtime.settings, received_at)
         tracer.put_annotation("events", str(len(report.results)))
         logger.append_keys(shape=payload.shape, auth=method)
+        if budget.waited_ms:
+            timing("ArrivalToHandlerLatency", budget.waited_ms)
         if not admitted:
             response = json_response(report.status(), report.body())
             record_outcomes(report, response["statusCode"])
@@ -106,20 +104,20 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         prepared: Preparation | None = None
         if runtime.settings.delivery_mode == "queued":
 
-            def work() -> Response:
-                return _enqueue(report, admitted, runtime, received_at)
+            def work(earlier: Progress | None) -> Response:
+                return _enqueue(report, admitted, runtime, received_at, earlier)
         else:
             # Mapping and batching start now, on a pool thread, and overlap the idempotency
             # record's write; the SMC calls still wait for that write (see `Preparation`).
             prepared = preparation = Preparation(admitted, runtime.settings)
 
-            def work() -> Response:
-                return _deliver(report, admitted, runtime, context, started, preparation)
+            def work(earlier: Progress | None) -> Response:
+                return _deliver(report, admitted, runtime, budget, preparation, earlier)
 
         key = request_key(result.message_id for result in report.results)
         try:
-            response, replayed = runtime.guard.run(key, work, context)
-        except RetryableAnswer as answer:
+            response, replayed = runtime.guard.run(key, work, context, budget.answer)
+        except RetryLater as answer:
             record_outcomes(report, answer.response["statusCode"])
             return answer.response
         finally:

@@ -14,16 +14,24 @@ MAX_BYTES_PER_CALL = 3 * 1024 * 1024
 
 @dataclass(slots=True)
 class Chunk:
-    """One SMC call: a target and a JSON array of rows; `sources[i]` are the events behind row i."""
+    """One SMC call: a target and a JSON array of rows; `sources[i]` are the events behind row i,
+    `values[i]` the row itself (kept to send some rows again without the others)."""
 
     target: Target
     body: bytes
     sources: list[list[int]]
+    values: list[list[object]]
 
     @property
     def rows(self) -> int:
         """How many rows the call carries."""
         return len(self.sources)
+
+    def subset(self, rows: list[int]) -> Chunk:
+        """The same call with only `rows` (indexes into this chunk), in their order."""
+        values = [self.values[row] for row in rows]
+        body = b"[" + b",".join(map(_utf8_row, values)) + b"]"
+        return Chunk(self.target, body, [self.sources[row] for row in rows], values)
 
 
 def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
@@ -76,7 +84,7 @@ def _one_chunk(target: Target, operations: list[Operation]) -> Chunk | None:
         return None
     if len(operations) > 1 and len(body) + 1 > MAX_BYTES_PER_CALL:
         return None
-    return Chunk(target, body, [op.sources for op in operations])
+    return Chunk(target, body, [op.sources for op in operations], [op.row for op in operations])
 
 
 def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
@@ -86,17 +94,19 @@ def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
     chunks: list[Chunk] = []
     parts: list[bytes] = []
     sources: list[list[int]] = []
+    values: list[list[object]] = []
     size = 2
     for op in operations:
         encoded = _utf8_row(op.row)
         if parts and (len(parts) >= MAX_ROWS_PER_CALL or size + len(encoded) + 1 > MAX_BYTES_PER_CALL):
-            chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources))
-            parts, sources, size = [], [], 2
+            chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources, values))
+            parts, sources, values, size = [], [], [], 2
         parts.append(encoded)
         sources.append(op.sources)
+        values.append(op.row)
         size += len(encoded) + 1
     if parts:
-        chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources))
+        chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources, values))
     return chunks
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler.deadline import Deadline
 from handler.errors import ConfigurationError, DependencyUnavailableError
 
 # A burst of 401s from parallel SMC calls must not turn into a burst of Secrets Manager reads.
 _MIN_REFRESH_INTERVAL_S = 5.0
+# Callers share a read in flight this young; an older one is likely stuck in AWS's back-off (a
+# throttled or hung read of an earlier request), and a new read may well succeed at once.
+_JOIN_READ_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,29 +63,52 @@ def parse_secret(secret: object) -> Credentials:
 
 
 class CredentialStore:
-    """Reads the secret through Powertools Parameters (cached for `max_age` seconds)."""
+    """Reads the secret through Powertools Parameters and keeps it for `max_age` seconds.
+
+    A read that has to go to Secrets Manager is bounded by the caller's deadline: it runs on a
+    helper thread, and a caller that runs out of time gets `DependencyUnavailableError` (503)
+    while the read goes on and fills the cache for the next request. Parallel callers share one
+    young read in flight.
+    """
 
     def __init__(self, secret_id: str, max_age: int) -> None:
         self._secret_id = secret_id
         self._max_age = max_age
         self._lock = threading.Lock()
-        self._last_forced = 0.0
+        self._last_forced = float("-inf")
+        self._cached: tuple[Credentials, float] | None = None  # (credentials, monotonic read time)
+        self._reading: tuple[Future[Credentials] | None, float] = (None, 0.0)  # read in flight, since
         self._provider: Any = None  # Powertools SecretsProvider, built on first use
 
-    def get(self) -> Credentials:
-        """The cached credentials, fetched when older than `max_age`."""
-        return self._fetch(force=False)
+    def get(self, deadline: Deadline | None = None) -> Credentials:
+        """The credentials, read again when older than `max_age`."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[1] < self._max_age:
+            return cached[0]
+        return self._read(deadline)
 
-    def refresh(self) -> Credentials:
-        """Fetch afresh (after SMC answered 401), at most once per few seconds across threads."""
+    def refresh(self, deadline: Deadline | None = None) -> Credentials:
+        """Read afresh (after SMC answered 401), at most once per few seconds across threads."""
         with self._lock:
             now = time.monotonic()
-            force = now - self._last_forced >= _MIN_REFRESH_INTERVAL_S
-            if force:
-                self._last_forced = now
-            return self._fetch(force=force)
+            cached = self._cached
+            if cached is not None and now - self._last_forced < _MIN_REFRESH_INTERVAL_S:
+                return cached[0]
+            self._last_forced = now
+        return self._read(deadline)
 
-    def _fetch(self, *, force: bool) -> Credentials:
+    def _read(self, deadline: Deadline | None) -> Credentials:
+        with self._lock:
+            reading, started = self._reading
+            if reading is None or reading.done() or time.monotonic() - started > _JOIN_READ_S:
+                reading = _readers().submit(self._fetch)
+                self._reading = (reading, time.monotonic())
+        try:
+            return reading.result(timeout=None if deadline is None else deadline.remaining())
+        except TimeoutError:
+            raise DependencyUnavailableError("Secrets Manager did not answer in time") from None
+
+    def _fetch(self) -> Credentials:
         # Imported here: Parameters pulls in boto3, which the first request needs anyway, but
         # importing it at module load would also tax invocations that fail before auth.
         from aws_lambda_powertools.utilities import parameters
@@ -92,13 +120,24 @@ class CredentialStore:
                 boto_config=AWS_CLIENT_CONFIG, boto3_session=session()
             )
         try:
-            secret = self._provider.get(
-                self._secret_id, transform="json", force_fetch=force, max_age=self._max_age
-            )
+            # This store keeps the parsed credentials itself: every read here goes to AWS.
+            secret = self._provider.get(self._secret_id, transform="json", force_fetch=True)
         except parameters.exceptions.TransformParameterError as exc:
             raise ConfigurationError("secret is not valid JSON") from exc
         except parameters.exceptions.GetParameterError as exc:
             if "ResourceNotFound" in str(exc) or "AccessDenied" in str(exc):
                 raise ConfigurationError("secret cannot be read (not found or access denied)") from exc
             raise DependencyUnavailableError("Secrets Manager is unavailable") from exc
-        return parse_secret(secret)
+        credentials = parse_secret(secret)
+        self._cached = (credentials, time.monotonic())
+        return credentials
+
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def _readers() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="secret-read")
+    return _executor

@@ -1,23 +1,49 @@
-"""Sending a request's admitted events to SMC and settling each one's outcome."""
+"""Sending a request's admitted events to SMC and settling each one's outcome.
+
+Calls of a phase run with bounded parallelism, largest first. A call starts only while the
+deadline leaves room for one SMC round trip; a call that cannot start is deferred (its events are
+retried, and an earlier attempt's progress means Segment's retry sends only what is left). Rows
+SMC's answer does not vouch for, next to rows it named as invalid, are sent once more on their
+own inside the same request.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from handler.batching import Chunk, plan
 from handler.deadline import Deadline
-from handler.errors import SmcError
+from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
-from handler.observability import in_thread_with_trace, logger, tracer
+from handler.observability import count, in_thread_with_trace, logger, tracer
 from handler.outcomes import Outcome, Report
+from handler.progress import Progress
 from handler.settings import Settings
-from handler.smc.client import SmcClient, SmcResult
+from handler.smc.answers import RowVerdicts
+from handler.smc.client import MIN_ATTEMPT_S, SmcClient
 
 MAX_PARALLEL_CALLS = 8
 
+Verdict = tuple[Outcome, str | None]
 
-def _send(client: SmcClient, chunk: Chunk, deadline: Deadline) -> SmcResult | SmcError:
+
+@dataclass(slots=True)
+class ChunkOutcome:
+    """What one call (and its one re-send) settled: a verdict per row of the chunk."""
+
+    verdicts: list[Verdict]
+    failure: SmcError | None = None  # the retryable failure behind the retried rows, if any
+
+
+def _retried(chunk: Chunk, failure: SmcError) -> ChunkOutcome:
+    return ChunkOutcome([("retried", f"{failure.reason}: {failure}")] * chunk.rows, failure)
+
+
+def _send(client: SmcClient, chunk: Chunk, deadline: Deadline) -> RowVerdicts | SmcError:
     with tracer.provider.in_subsegment(f"## smc {chunk.target.action}") as subsegment:
         subsegment.put_annotation("rows", str(chunk.rows))
         try:
@@ -27,33 +53,89 @@ def _send(client: SmcClient, chunk: Chunk, deadline: Deadline) -> SmcResult | Sm
             return exc
 
 
-def _settle(report: Report, chunk: Chunk, outcome: SmcResult | SmcError) -> None:
-    if isinstance(outcome, SmcError):
-        kind: Outcome = "retried" if outcome.retryable else "rejected"
-        if outcome.retryable and outcome.status == 429:
+def _room_for_a_call(client: SmcClient, deadline: Deadline) -> bool:
+    return deadline.remaining() >= max(MIN_ATTEMPT_S, client.typical_latency_s)
+
+
+def _apply(verdicts: list[Verdict], rows: list[int], answer: RowVerdicts) -> list[int]:
+    """Write `answer` (about `rows`, in order) into `verdicts`; return the rows still unconfirmed."""
+    for position, reason in answer.rejected.items():
+        verdicts[rows[position]] = ("rejected", reason)
+    for position in answer.delivered():
+        verdicts[rows[position]] = ("delivered", None)
+    return [rows[position] for position in answer.unconfirmed]
+
+
+def run_chunk(client: SmcClient, chunk: Chunk, deadline: Deadline) -> ChunkOutcome:
+    """Send `chunk`; rows left unconfirmed next to rows SMC named go once more without the named ones."""
+    if not _room_for_a_call(client, deadline):
+        count("SmcCallsDeferred")
+        return _retried(chunk, SmcDeferredError("not sent: Segment's deadline left no time for the call"))
+    answer = _send(client, chunk, deadline)
+    if isinstance(answer, SmcError):
+        return _retried(chunk, answer)
+    verdicts: list[Verdict] = [("retried", None)] * chunk.rows
+    pending = _apply(verdicts, list(range(chunk.rows)), answer)
+    failure = answer.failure
+    if pending and answer.resend and _room_for_a_call(client, deadline):
+        count("SmcRowsResent", len(pending))
+        again = _send(client, chunk.subset(pending), deadline)
+        if isinstance(again, SmcError):
+            failure = again
+        else:
+            pending, failure = _apply(verdicts, pending, again), again.failure
+    if pending:
+        failure = failure or SmcDeferredError("not confirmed before Segment's deadline")
+        for row in pending:
+            verdicts[row] = ("retried", f"{failure.reason}: {failure}")
+    return ChunkOutcome(verdicts, failure if pending else None)
+
+
+def _settle(report: Report, chunk: Chunk, outcome: ChunkOutcome) -> None:
+    failure = outcome.failure
+    if failure is not None:
+        if failure.status == 429:
             report.throttled = True
-        if outcome.retry_after is not None:
-            report.retry_after = max(report.retry_after or 0.0, outcome.retry_after)
+        if failure.retry_after is not None:
+            report.retry_after = max(report.retry_after or 0.0, failure.retry_after)
+        retried = sum(1 for verdict in outcome.verdicts if verdict[0] == "retried")
         logger.warning(
             "SMC call failed",
             extra={
                 "target": chunk.target.describe(),
                 "rows": chunk.rows,
-                "outcome": kind,
-                "reason": str(outcome),
+                "retried": retried,
+                "reason": f"{failure.reason}: {failure}",
+                **({"missing": failure.missing} if isinstance(failure, SmcTargetNotFoundError) else {}),
             },
         )
-        for sources in chunk.sources:
-            for index in sources:
-                report.settle(index, kind, f"{outcome.reason}: {outcome}")
-        return
-    for row, sources in enumerate(chunk.sources):
-        reason = outcome.row_errors.get(row)
+    for (outcome_name, reason), sources in zip(outcome.verdicts, chunk.sources, strict=True):
         for index in sources:
-            if reason is None:
-                report.settle(index, "delivered")
-            else:
-                report.settle(index, "rejected", reason)
+            report.settle(index, outcome_name, reason)
+
+
+def _run_phase(client: SmcClient, phase: list[Chunk], deadline: Deadline) -> list[ChunkOutcome]:
+    """Every call of a phase, at most MAX_PARALLEL_CALLS at a time, the largest first."""
+    if len(phase) == 1:
+        return [run_chunk(client, phase[0], deadline)]
+    order = sorted(range(len(phase)), key=lambda i: len(phase[i].body), reverse=True)
+    results: list[ChunkOutcome | None] = [None] * len(phase)
+    queue: Iterator[int] = iter(order)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                position = next(queue, None)
+            if position is None:
+                return
+            results[position] = run_chunk(client, phase[position], deadline)
+
+    traced = in_thread_with_trace(worker)
+    futures = [_pool().submit(traced) for _ in range(min(MAX_PARALLEL_CALLS, len(phase)))]
+    for future in futures:
+        future.result()
+    return [result for result in results if result is not None]
 
 
 class Preparation:
@@ -95,25 +177,23 @@ def deliver(
     client: SmcClient,
     deadline: Deadline,
     prepared: Preparation | None = None,
+    earlier: Progress | None = None,
 ) -> None:
-    """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`."""
+    """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`.
+
+    `earlier`: what a previous attempt of the same request settled for good; those events are
+    reported as then and not sent again.
+    """
+    if earlier:
+        events = earlier.settle_known(events, report)
+        prepared = None  # mapped for every event; the rest is mapped again below
     if prepared is not None:
         phases = prepared.result()
     else:
         phases = plan([map_event(event, settings) for event in events])
     for phase in phases:
-        if len(phase) == 1:
-            _settle(report, phase[0], _send(client, phase[0], deadline))
-            continue
-        # Largest first: the call SMC takes longest over starts before the others.
-        send = in_thread_with_trace(_send)
-        pool = _pool()
-        futures = {
-            id(chunk): pool.submit(send, client, chunk, deadline)
-            for chunk in sorted(phase, key=lambda chunk: len(chunk.body), reverse=True)
-        }
-        for chunk in phase:
-            _settle(report, chunk, futures[id(chunk)].result())
+        for chunk, outcome in zip(phase, _run_phase(client, phase, deadline), strict=True):
+            _settle(report, chunk, outcome)
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -29,13 +29,13 @@ class ConfigurationError(DestinationError):
 
 
 class DependencyUnavailableError(DestinationError):
-    """An AWS dependency (Secrets Manager) cannot be reached: retryable."""
+    """An AWS dependency (Secrets Manager, DynamoDB) cannot be reached in time: retryable."""
 
 
 class SmcError(DestinationError):
-    """Base of SMC call failures; `retryable` says whether Segment should send the events again."""
+    """Base of SMC call failures. Every one is retryable: rows SMC refuses for good are not errors
+    but per-row verdicts (`handler.smc.answers`), so an SMC failure never drops an event."""
 
-    retryable = True
     reason = "smc_error"
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
@@ -45,9 +45,16 @@ class SmcError(DestinationError):
 
 
 class SmcRetryableError(SmcError):
-    """Time-out, connection failure, 429 or 5xx that outlived the retry budget."""
+    """Time-out, connection failure, 408/409/423/425/429/5xx, or SMC's own `ServiceUnavailable` /
+    `InternalServerError` result code, that outlived the retry budget."""
 
     reason = "smc_unavailable"
+
+
+class SmcDeferredError(SmcRetryableError):
+    """A call not made, or rows not confirmed, before Segment's deadline: sent on Segment's retry."""
+
+    reason = "smc_deferred"
 
 
 class SmcAuthError(SmcError):
@@ -57,13 +64,25 @@ class SmcAuthError(SmcError):
 
 
 class SmcTargetNotFoundError(SmcError):
-    """The organization, list or segment does not exist (404): retried while an admin creates it."""
+    """A list, static segment or column the call needs does not exist in SMC (404, `NotFound`, or a
+    validation error naming a column): retried while an admin creates it. `missing` names it."""
 
     reason = "smc_target_not_found"
 
+    def __init__(self, message: str, *, missing: str, status: int | None = None) -> None:
+        super().__init__(message, status=status)
+        self.missing = missing
 
-class SmcPermanentError(SmcError):
-    """SMC refused the request itself (400 without row details): resending it cannot help."""
 
-    retryable = False
-    reason = "smc_rejected_request"
+class SmcRefusedError(SmcError):
+    """SMC refused the call as a whole without naming a row (`Failed`, `ValidationFailed`, another
+    4xx): retried, since nothing shows that the events themselves are at fault."""
+
+    reason = "smc_refused"
+
+
+class SmcUnconfirmedError(SmcError):
+    """SMC answered, but its answer does not prove it holds the rows (a failure result code without
+    row detail, or counters that do not account for them): they are sent again."""
+
+    reason = "smc_unconfirmed"

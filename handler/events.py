@@ -12,6 +12,7 @@ from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
+from handler import utf16
 from handler.names import is_api_name
 from handler.outcomes import EventResult, Report
 from handler.request import MAX_EVENT_BYTES
@@ -133,16 +134,18 @@ def iso_utc(value: object, field: str) -> str | None:
 
 
 def _identifier(raw: dict[str, Any], field: str) -> str | None:
+    """An id, never truncated: a cut id could merge two people, so one over its column's length
+    (counted in UTF-16 units, as SMC counts) rejects the event."""
     value = raw.get(field)
-    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH:
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH // 2:
         return value  # the common case, decided without the checks below
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEvent(f"{field} must be a string")
     text = str(value)
-    if len(text) > MAX_ID_LENGTH:
-        raise InvalidEvent(f"{field} is longer than {MAX_ID_LENGTH} characters")
+    if not utf16.fits(text, MAX_ID_LENGTH):
+        raise InvalidEvent(f"{field} is longer than its SMC column ({MAX_ID_LENGTH} UTF-16 code units)")
     return text
 
 
@@ -202,8 +205,8 @@ def validate_event(
     message_id = raw.get("messageId")
     if message_id is None or message_id == "":
         message_id = derive_message_id(raw)
-    elif not isinstance(message_id, str) or len(message_id) > MAX_MESSAGE_ID:
-        raise InvalidEvent(f"messageId must be a string of at most {MAX_MESSAGE_ID} characters")
+    elif not isinstance(message_id, str) or not utf16.fits(message_id, MAX_MESSAGE_ID):
+        raise InvalidEvent(f"messageId must be a string of at most {MAX_MESSAGE_ID} UTF-16 code units")
     timestamp = (
         iso_utc(raw.get("timestamp"), "timestamp")
         or iso_utc(raw.get("originalTimestamp"), "originalTimestamp")
@@ -225,12 +228,10 @@ def validate_event(
 
 def filter_reason(event: SegmentEvent, settings: Settings) -> str | None:
     """Why settings or the event's own `integrations` keep it from SMC, or None to send it."""
-    integrations = event.raw.get("integrations") or {}
-    explicit = integrations.get(INTEGRATION_NAME)
-    if explicit is False:
+    # Segment routes on `integrations` itself: an event that reached this webhook was meant for it,
+    # whatever `All` says. Only an explicit false for this destination is an opt-out left to honour.
+    if (event.raw.get("integrations") or {}).get(INTEGRATION_NAME) is False:
         return "integrations opt-out"
-    if integrations.get("All") is False and not explicit:
-        return "integrations opt-out (All: false)"
     toggle = _TOGGLES.get(event.type)
     if toggle is not None and not getattr(settings, toggle):
         return f"{event.type} events are turned off"

@@ -4,11 +4,24 @@ The key is a hash of the request's sorted event ids, not of the API Gateway even
 requestContext changes per delivery) nor of the body text (whose spacing may change). One
 DynamoDB write opens the record and one closes it, whatever the batch size; rows are also keyed
 on MESSAGE_ID in SMC, so a batch that Segment re-forms with other events still never duplicates.
+
+Two additions to Powertools' DynamoDB layer (its `_put_record` / `_delete_record` hooks):
+- A request answered retryable keeps, instead of having its record deleted, an in-progress record
+  that has already expired — exactly what Powertools' next put may take over at once — carrying
+  the request's progress (`handler.progress`). No extra write: it replaces the delete.
+- The put that opens a record asks DynamoDB for the item it replaces (`ReturnValues=ALL_OLD`),
+  so the redelivery learns that progress in the same round trip. No extra read.
+
+The whole exchange runs on a helper thread and the caller waits only until the answer deadline:
+when DynamoDB hangs on the final write, the answer goes out anyway (the in-progress record then
+expires with the invocation, and Segment's retry is answered from SMC's upserts).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -23,12 +36,27 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.aws import AWS_CLIENT_CONFIG, session
-from handler.observability import count, logger
+from handler.deadline import Deadline
+from handler.errors import DependencyUnavailableError
+from handler.observability import count, in_thread_with_trace, logger
+from handler.progress import Progress
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.hook import IdempotentHookFunction
 
 Response = dict[str, Any]
+Work = Callable[[Progress | None], Response]
+PROGRESS_ATTR = "progress"
+
+
+class RetryLater(Exception):
+    """Raised by the work for a retryable answer: it is never remembered as the request's answer;
+    `progress` (what SMC took already) is kept for the redelivery instead."""
+
+    def __init__(self, response: Response, progress: Progress | None = None) -> None:
+        super().__init__("retryable answer")
+        self.response = response
+        self.progress = progress
 
 
 def request_key(message_ids: Iterable[str]) -> str:
@@ -39,11 +67,67 @@ def request_key(message_ids: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+class _ProgressLayer(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB layer that keeps a retried request's progress (module docstring)."""
+
+    def __init__(self, table_name: str, ttl_seconds: int) -> None:
+        super().__init__(table_name=table_name, boto_config=AWS_CLIENT_CONFIG, boto3_session=session())
+        self._ttl_seconds = ttl_seconds
+        self.found: bytes | None = None  # the progress the last opening put replaced
+        self.keep: bytes | None = None  # the progress to keep instead of deleting the record
+        events = self.client.meta.events
+        events.register("provide-client-params.dynamodb.PutItem", self._ask_for_old_item)
+        events.register("after-call.dynamodb.PutItem", self._read_old_item)
+
+    @staticmethod
+    def _ask_for_old_item(params: dict[str, Any], **kwargs: Any) -> None:
+        params.setdefault("ReturnValues", "ALL_OLD")
+
+    def _read_old_item(self, parsed: dict[str, Any], **kwargs: Any) -> None:
+        blob = ((parsed.get("Attributes") or {}).get(PROGRESS_ATTR) or {}).get("B")
+        self.found = blob if isinstance(blob, bytes) else None
+
+    def _put_record(self, data_record: DataRecord) -> None:
+        self.found = None
+        super()._put_record(data_record)
+
+    def _delete_record(self, data_record: DataRecord) -> None:
+        keep, self.keep = self.keep, None
+        if keep is None:
+            super()._delete_record(data_record)
+            return
+        # An in-progress record whose lock has already expired: Powertools' next put takes it over.
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._get_key(data_record.idempotency_key),
+            UpdateExpression="SET #status = :inprogress, #lock = :expired, #expiry = :expiry, #progress = :p",
+            ExpressionAttributeNames={
+                "#status": self.status_attr,
+                "#lock": self.in_progress_expiry_attr,
+                "#expiry": self.expiry_attr,
+                "#progress": PROGRESS_ATTR,
+            },
+            ExpressionAttributeValues={
+                ":inprogress": {"S": "INPROGRESS"},
+                ":expired": {"N": "0"},
+                ":expiry": {"N": str(int(time.time()) + self._ttl_seconds)},
+                ":p": {"B": keep},
+            },
+        )
+        count("ProgressKept")
+
+
 @dataclass(slots=True)
 class _Attempt:
     replayed: bool = False
+    started: bool = False
+    abandoned: bool = False  # the caller answered without waiting: never start the work now
     result: Response | None = None
     error: BaseException | None = None
+
+
+class _Abandoned(Exception):
+    """The caller gave up waiting before the work could start."""
 
 
 def _run_work(request: dict[str, str], work: Callable[[], Response]) -> Response:
@@ -55,8 +139,8 @@ def _run_work(request: dict[str, str], work: Callable[[], Response]) -> Response
 class IdempotencyGuard:
     """Runs delivery at most once per request key; remembers only final answers.
 
-    Raise from `work` for a retryable outcome: Powertools then deletes the in-progress record so
-    Segment's retry really retries (a returned 503 would be replayed to every retry).
+    Raise `RetryLater` from the work for a retryable outcome: the record is then released (with
+    the progress) so Segment's retry really retries (a returned 503 would be replayed to every retry).
     """
 
     table_name: str
@@ -64,13 +148,14 @@ class IdempotencyGuard:
     _attempt: _Attempt = field(default_factory=_Attempt)
     _run: Callable[..., Response] | None = None
     _config: IdempotencyConfig | None = None
+    _layer: _ProgressLayer | None = None
 
     def _mark_replay(self, response: Any, record: DataRecord) -> Any:
         self._attempt.replayed = True
         return response
 
-    def _ensure(self) -> tuple[Callable[..., Response], IdempotencyConfig]:
-        if self._run is None or self._config is None:
+    def _ensure(self) -> tuple[Callable[..., Response], IdempotencyConfig, _ProgressLayer]:
+        if self._run is None or self._config is None or self._layer is None:
             # One persistence layer per config: a shared one would keep the first config's key expression.
             self._config = IdempotencyConfig(
                 expires_after_seconds=self.ttl_seconds,
@@ -78,46 +163,87 @@ class IdempotencyGuard:
                 local_cache_max_items=512,
                 response_hook=cast("IdempotentHookFunction", self._mark_replay),
             )
-            store = DynamoDBPersistenceLayer(
-                table_name=self.table_name, boto_config=AWS_CLIENT_CONFIG, boto3_session=session()
-            )
+            self._layer = _ProgressLayer(self.table_name, self.ttl_seconds)
             self._run = idempotent_function(
-                data_keyword_argument="request", persistence_store=store, config=self._config
+                data_keyword_argument="request", persistence_store=self._layer, config=self._config
             )(_run_work)
-        return self._run, self._config
+        return self._run, self._config, self._layer
 
     def run(
-        self, key: str, work: Callable[[], Response], context: LambdaContext | None
+        self, key: str, work: Work, context: LambdaContext | None, answer_by: Deadline
     ) -> tuple[Response, bool]:
-        """Return (answer, replayed). Raises whatever `work` raises, and
-        `IdempotencyAlreadyInProgressError` when a twin of this request is being delivered now."""
-        run, config = self._ensure()
+        """Return (answer, replayed) by `answer_by`. Raises what `work` raises,
+        `IdempotencyAlreadyInProgressError` when a twin of this request is being delivered now, and
+        `DependencyUnavailableError` when DynamoDB kept the work from starting in time."""
+        run, config, layer = self._ensure()
         if context is not None:
             # In-progress records then expire with this invocation, so a killed run blocks no retry.
             config.register_lambda_context(context)
         attempt = self._attempt = _Attempt()
 
         def tracked() -> Response:
+            if attempt.abandoned:
+                raise _Abandoned
+            attempt.started = True
+            earlier = Progress.decode(layer.found) if layer.found else None
             try:
-                attempt.result = work()
+                attempt.result = work(earlier)
+            except RetryLater as exc:
+                if exc.progress:
+                    layer.keep = exc.progress.encode()
+                attempt.error = exc
+                raise
             except BaseException as exc:
                 attempt.error = exc
                 raise
             return attempt.result
 
-        try:
-            response = run(request={"events": key}, work=tracked)
-        except IdempotencyPersistenceLayerError as exc:
-            count("IdempotencyStoreErrors")
-            if attempt.result is not None:
-                logger.warning(
-                    "delivered, but the idempotency record was not saved", extra={"error": str(exc)}
-                )
-                return attempt.result, False
-            if attempt.error is not None:
-                raise attempt.error from exc
-            # The store is down before delivery: deliver anyway. SMC loads are upserts keyed on
-            # MESSAGE_ID and membership changes are idempotent, so a later redelivery adds nothing.
-            logger.warning("idempotency store unavailable; delivering without it", extra={"error": str(exc)})
-            return work(), False
-        return response, attempt.replayed
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def exchange() -> None:
+            try:
+                outcome["response"] = run(request={"events": key}, work=tracked)
+            except BaseException as exc:  # handed to the caller below
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=in_thread_with_trace(exchange), name="idempotency", daemon=True).start()
+        if not finished.wait(answer_by.remaining()):
+            return self._late(attempt)
+        error = outcome.get("error")
+        if error is None:
+            return outcome["response"], attempt.replayed
+        if isinstance(error, IdempotencyPersistenceLayerError):
+            return self._without_store(attempt, error, work)
+        raise error
+
+    @staticmethod
+    def _late(attempt: _Attempt) -> tuple[Response, bool]:
+        """The answer deadline came first: answer with what is known, never wait longer."""
+        attempt.abandoned = True
+        count("IdempotencyStoreLate")
+        if attempt.result is not None:
+            logger.warning("answered before the idempotency record was saved")
+            return attempt.result, False
+        if attempt.error is not None:
+            raise attempt.error
+        if attempt.started:
+            raise DependencyUnavailableError("delivery did not finish before Segment's deadline")
+        raise DependencyUnavailableError("the idempotency store did not answer in time")
+
+    @staticmethod
+    def _without_store(
+        attempt: _Attempt, error: IdempotencyPersistenceLayerError, work: Work
+    ) -> tuple[Response, bool]:
+        count("IdempotencyStoreErrors")
+        if attempt.result is not None:
+            logger.warning("delivered, but the idempotency record was not saved", extra={"error": str(error)})
+            return attempt.result, False
+        if attempt.error is not None:
+            raise attempt.error from error
+        # The store is down before delivery: deliver anyway. SMC loads are upserts keyed on
+        # MESSAGE_ID and membership changes are idempotent, so a later redelivery adds nothing.
+        logger.warning("idempotency store unavailable; delivering without it", extra={"error": str(error)})
+        return work(None), False

@@ -19,6 +19,8 @@ class Target:
     segment: str | None = None
     # A user-deletion that finds no list or no rows has nothing left to do: SMC 404 means done.
     not_found_is_done: bool = False
+    # SMC's `data_import_option` for loads; None sends none (SMC's default, InsertAndUpdate).
+    import_option: str | None = None
 
     def describe(self) -> str:
         """A log-safe label, e.g. `load segment_events` or `delete users/vip`."""

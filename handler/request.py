@@ -106,6 +106,31 @@ def _depth_ok(value: object, limit: int) -> bool:
     return True
 
 
+# What Segment's batch format applies from the envelope to every event in it.
+ENVELOPE_FIELDS = ("context", "integrations")
+
+
+def with_envelope(events: list[Any], envelope: dict[str, Any]) -> list[Any]:
+    """The events of `{"batch": [...], "context": {...}, "integrations": {...}}` with the envelope's
+    `context` and `integrations` merged in, one level deep, the event's own keys winning — as
+    Segment's batch API does. An event's non-object field is left for validation to reject."""
+    shared = {name: envelope[name] for name in ENVELOPE_FIELDS if isinstance(envelope.get(name), dict)}
+    if not shared:
+        return events
+    merged_events: list[Any] = []
+    for event in events:
+        if isinstance(event, dict):
+            event = dict(event)
+            for name, common in shared.items():
+                own = event.get(name)
+                if own is None:
+                    event[name] = common
+                elif isinstance(own, dict):
+                    event[name] = {**common, **own}
+        merged_events.append(event)
+    return merged_events
+
+
 def parse_payload(body: bytes) -> Payload:
     """Parse the body into events: a single object, a top-level array, or `{"batch": [...]}`."""
     try:
@@ -127,7 +152,7 @@ def parse_payload(body: bytes) -> Payload:
     elif isinstance(data, dict) and "batch" in data and "type" not in data:
         if not isinstance(data["batch"], list):
             raise RequestError(400, "invalid_batch", "batch must be an array of events")
-        shape, events = "batch", data["batch"]
+        shape, events = "batch", with_envelope(data["batch"], data)
     elif isinstance(data, dict):
         shape, events = "single", [data]
         if len(body) > MAX_EVENT_BYTES:

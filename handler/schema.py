@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from handler import utf16
+from handler.observability import count, logger
+
 DataType = Literal["Text", "LongText", "Numeric", "Long", "Float", "Boolean", "Date", "DateTime"]
 
 
@@ -16,6 +19,15 @@ class Column:
     data_type: DataType
     length: int  # 0 = no limit (LongText, DateTime)
     allow_null: bool = True
+
+    def fit(self, value: str) -> str:
+        """A descriptive value cut to the column's length (SMC would refuse the whole row), counted
+        as `ValuesTruncated`. Never for identifiers: a cut id could merge two people."""
+        if not self.length or utf16.fits(value, self.length):
+            return value
+        count("ValuesTruncated")
+        logger.debug("value truncated", extra={"column": self.name, "units": utf16.length(value)})
+        return utf16.truncate(value, self.length)
 
     def as_field(self) -> dict[str, object]:
         """The SMC field model (`POST /lists/{list}/fields`)."""
@@ -31,10 +43,11 @@ MESSAGE_ID = "MESSAGE_ID"
 USER_ID = "USER_ID"
 ANONYMOUS_ID = "ANONYMOUS_ID"
 
+EVENT_NAME = Column("EVENT_NAME", "Text", 255)
 EVENTS_LIST_COLUMNS: tuple[Column, ...] = (
     Column(MESSAGE_ID, "Text", 100, allow_null=False),
     Column("EVENT_TYPE", "Text", 20, allow_null=False),
-    Column("EVENT_NAME", "Text", 255),
+    EVENT_NAME,
     Column(USER_ID, "Text", 255),
     Column(ANONYMOUS_ID, "Text", 255),
     Column("PREVIOUS_ID", "Text", 255),

@@ -24,6 +24,9 @@ class Fault:
     """One fault rule; it affects the next `times` matching SMC requests (-1 = until cleared).
 
     `status` answers that status instead of the real response; `delay_s` sleeps first;
+    `result_code` answers (status 200 unless set) an SMC load/delete body with that result code,
+    counters of zero and `invalid_records` naming `invalid_rows`, without applying anything — an
+    SMC whose 200 is no proof;
     `drop_connection` closes the socket without a (complete) response — with `send_headers`
     the status line and headers go out first, so the drop happens mid-response;
     `after_processing` applies the request to the state before the fault strikes.
@@ -39,8 +42,12 @@ class Fault:
     path_contains: str | None = None
     body: dict[str, Any] | None = None
     send_headers: bool = False
+    result_code: str | None = None
+    invalid_rows: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.result_code is not None and self.status is None:
+            self.status = 200
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {self.status}")
         if self.delay_s < 0:
@@ -65,15 +72,35 @@ class Fault:
             return False
         return self.path_contains is None or self.path_contains in path
 
-    def response_body(self) -> dict[str, Any]:
-        """The JSON body answered with `status`: the configured one, else an SMC-like error."""
+    def response_body(self, rows: int | None = None) -> dict[str, Any]:
+        """The JSON body answered with `status`: the configured one, a load/delete answer with
+        `result_code` for a request of `rows` rows, else an SMC-like error."""
         if self.body is not None:
             return self.body
+        if self.result_code is not None:
+            return self._data_answer(rows or 0)
         status = self.status or 500
         default = ("InternalServerError", "ERR_INTERNAL", "An unexpected error occurred.")
         result_code, error_code, description = _STATUS_BODIES.get(status, default)
         errors = [{"error_code": error_code, "description": description}]
         return {"result_code": result_code, "errors": errors}
+
+    def _data_answer(self, rows: int) -> dict[str, Any]:
+        named = sorted({row for row in self.invalid_rows or [] if 0 <= row < rows})
+        record = {"field_name": None, "message": "Invalid record", "validation_code": "Unknown"}
+        invalid = [{"record_index": row, **record} for row in named]
+        succeeded = self.result_code == "Succeeded"
+        return {
+            "result_code": self.result_code,
+            "number_of_inserted_records": 0,
+            "number_of_updated_records": 0,
+            "number_of_failed_records": 0 if succeeded else rows,
+            "number_of_duplicate_records": 0,
+            "number_of_records_not_found": 0,
+            "number_of_deleted_records": 0,
+            "invalid_records": invalid,
+            "errors": None if succeeded else [{"error_code": "ERR_FAULT", "description": "injected"}],
+        }
 
     def response_headers(self) -> list[tuple[str, str]]:
         return [("Retry-After", self.retry_after)] if self.retry_after is not None else []

@@ -42,6 +42,18 @@ class SmcError(Exception):
         return {"result_code": self.result_code, "errors": self.errors}
 
 
+class RowsRefused(SmcError):
+    """All-or-nothing validation: invalid rows refuse the whole request (400) and nothing is applied."""
+
+    def __init__(self, invalid: list[JsonDict]) -> None:
+        super().__init__(400, "ValidationFailed", "ERR_VALIDATION", f"{len(invalid)} record(s) are invalid")
+        self.invalid = invalid
+
+    def body(self) -> JsonDict:
+        failed = len(self.invalid)
+        return {**super().body(), "number_of_failed_records": failed, "invalid_records": self.invalid}
+
+
 def not_found(description: str) -> SmcError:
     return SmcError(404, "NotFound", "ERR_NOT_FOUND", description)
 
@@ -123,9 +135,15 @@ def coerce_value(f: FieldDef, value: Any) -> Any:
     raise InvalidValue(f.name, "InvalidType", message)
 
 
+def utf16_length(text: str) -> int:
+    """A string's length as SMC counts it: .NET strings are UTF-16, so characters outside the
+    Basic Multilingual Plane (most emoji) count twice."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _within_length(f: FieldDef, text: str) -> str:
-    if f.length and len(text) > f.length:  # length 0 / None: unlimited (LongText)
-        message = f"Length of string ({len(text)}) exceeds maximum field length ({f.length})"
+    if f.length and len(text) * 2 > f.length and utf16_length(text) > f.length:  # 0 / None: unlimited
+        message = f"Length of string ({utf16_length(text)}) exceeds maximum field length ({f.length})"
         raise InvalidValue(f.name, "MaxStringLengthExceeded", message)
     return text
 
@@ -188,6 +206,16 @@ class SmcList:
         self._blank_row[f.name] = None
         for row in self.rows.values():
             row[f.name] = None
+
+    def remove_field(self, name: str) -> None:
+        """Drop a column and its values (an admin deleting it, for tests of a missing column)."""
+        f = self.columns.pop(name.strip().upper(), None)
+        if f is None:
+            raise not_found(f"Field '{name}' not found on list '{self.api_name}'")
+        self._blank_row.pop(f.name, None)
+        for row in self.rows.values():
+            row.pop(f.name, None)
+        self._indexes = {keys: index for keys, index in self._indexes.items() if f.name not in keys}
 
     def find(self, keys: tuple[str, ...], key: Key) -> set[int]:
         """Record ids whose `keys` columns equal `key` (a live set: copy before mutating the list)."""
@@ -334,7 +362,11 @@ def _result_code(total: int, failed: int) -> str:
     return "Failed" if failed >= total else "PartiallySucceeded"
 
 
-def load_batch(lst: SmcList, segment: Segment | None, query: Mapping[str, str], body: Any) -> JsonDict:
+def load_batch(
+    lst: SmcList, segment: Segment | None, query: Mapping[str, str], body: Any, strict: bool = False
+) -> JsonDict:
+    """Upsert rows (into `segment` too, if given). `strict`: any invalid row refuses the whole
+    request with a 400 and nothing is applied; otherwise valid rows load and invalid ones are named."""
     batch = _parse_batch(lst, query, body)
     _option(query, "mode", ("Sync", "Stream"))  # validated only: both modes answer synchronously here
     dedup = _option(query, "deduplication", ("ImportLastMatch", "ImportFirstMatch"))
@@ -343,28 +375,33 @@ def load_batch(lst: SmcList, segment: Segment | None, query: Mapping[str, str], 
     unique, duplicates = _dedupe(valid, dedup == "ImportFirstMatch")
     given = {f.name for f in batch.fields}
     missing = [f.name for f in lst.columns.values() if not f.allow_null and f.name not in given]
-    inserted = updated = not_found_count = 0
+    planned: list[tuple[Key, JsonDict, set[int] | None]] = []  # None: insert
+    not_found_count = 0
     for key, (index, values) in unique.items():
         ids = lst.find(batch.keys, key)
         if ids:
-            ids = set(ids)  # a copy: updates re-index the live set
-            if import_option != "OnlyInsert":
-                for rid in ids:
-                    lst.update(rid, values)
-                updated += len(ids)
+            planned.append((key, values, set(ids)))  # a copy: updates re-index the live set
         elif import_option == "OnlyUpdate":
             not_found_count += 1
-            continue
         elif missing:  # a new record would leave a NOT NULL column empty
             message = f"Field '{missing[0]}' does not allow null values"
             invalid.append(_invalid(index, missing[0], "InvalidType", message))
-            continue
         else:
-            ids = {lst.insert(values)}
-            inserted += 1
-        if segment is not None:
-            segment.members.update(ids)
+            planned.append((key, values, None))
     invalid.sort(key=lambda record: int(record["record_index"]))
+    if strict and invalid:
+        raise RowsRefused(invalid)
+    inserted = updated = 0
+    for _key, values, existing in planned:
+        if existing is None:
+            existing = {lst.insert(values)}
+            inserted += 1
+        elif import_option != "OnlyInsert":
+            for rid in existing:
+                lst.update(rid, values)
+            updated += len(existing)
+        if segment is not None:
+            segment.members.update(existing)
     return {
         "result_code": _result_code(len(batch.rows), len(invalid)),
         "number_of_inserted_records": inserted,
@@ -378,10 +415,15 @@ def load_batch(lst: SmcList, segment: Segment | None, query: Mapping[str, str], 
     }
 
 
-def delete_batch(lst: SmcList, segment: Segment | None, query: Mapping[str, str], body: Any) -> JsonDict:
+def delete_batch(
+    lst: SmcList, segment: Segment | None, query: Mapping[str, str], body: Any, strict: bool = False
+) -> JsonDict:
+    """Delete the records matching the rows' keys (from `segment` only, if given)."""
     batch = _parse_batch(lst, query, body)
     _option(query, "mode", ("Sync", "Stream"))
     valid, invalid = _validate(batch)
+    if strict and invalid:
+        raise RowsRefused(invalid)
     unique, duplicates = _dedupe(valid, first_wins=True)
     deleted = not_found_count = 0
     for key in unique:

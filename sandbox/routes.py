@@ -13,6 +13,8 @@ Admin API under /_sandbox/ (no SMC auth; JSON in and out; the server binds to lo
   GET    /_sandbox/requests  (DELETE clears)                                → {"requests": [...]}
   GET    /_sandbox/faults    POST /_sandbox/faults {Fault fields}  DELETE /_sandbox/faults
   GET    /_sandbox/latency   PUT /_sandbox/latency {"latency_s": 0.2}
+  GET    /_sandbox/validation  PUT /_sandbox/validation {"mode": "partial" | "all_or_nothing"}
+  DELETE /_sandbox/organizations/{org}/lists/{list}/fields/{field}           drop a column
 """
 
 from __future__ import annotations
@@ -200,6 +202,16 @@ def _set_latency(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
     return 200, {"latency_s": sandbox.latency_s}
 
 
+def _set_validation(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
+    sandbox.validation = str(_object(body).get("mode"))
+    return 200, {"mode": sandbox.validation}
+
+
+def _remove_field(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
+    sandbox.remove_field(a[0], a[1], a[2])
+    return 200, {"result": "removed"}
+
+
 def _inject(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
     sandbox.inject(Fault.from_json(_object(body)))
     return 201, {"faults": [f.to_json() for f in sandbox.faults.active()]}
@@ -255,4 +267,7 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], AdminRoute], ...] = (
     ("DELETE", ("faults",), _clear_faults),
     ("GET", ("latency",), lambda s, a, b: (200, {"latency_s": s.latency_s})),
     ("PUT", ("latency",), _set_latency),
+    ("GET", ("validation",), lambda s, a, b: (200, {"mode": s.validation})),
+    ("PUT", ("validation",), _set_validation),
+    ("DELETE", ("organizations", "*", "lists", "*", "fields", "*"), _remove_field),
 )

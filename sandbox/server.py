@@ -123,7 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.drop_connection:
             status = None
         elif fault is not None and fault.status is not None:
-            status, payload, headers = fault.status, fault.response_body(), fault.response_headers()
+            rows = _row_count(body, query)
+            status, payload, headers = fault.status, fault.response_body(rows), fault.response_headers()
         else:
             status, payload = reply or self._smc_reply(sandbox, path, query, body)
         # Record before answering, so a client that reads the log right after its response sees it.
@@ -282,10 +283,24 @@ class SmcSandbox:
     def add_fields(self, org: str, list_name: str, fields: Iterable[Mapping[str, Any]]) -> None:
         self.state.add_fields(org, list_name, fields)
 
+    def remove_field(self, org: str, list_name: str, name: str) -> None:
+        self.state.remove_field(org, list_name, name)
+
     def add_segment(
         self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
     ) -> None:
         self.state.add_segment(org, list_name, api_name, segment_type, name)
+
+    @property
+    def validation(self) -> str:
+        """How invalid rows are answered: "partial" (200, named) or "all_or_nothing" (400)."""
+        return self.state.validation
+
+    @validation.setter
+    def validation(self, mode: str) -> None:
+        if mode not in ("partial", "all_or_nothing"):
+            raise ValueError("validation must be partial or all_or_nothing")
+        self.state.validation = mode
 
     # -- inspection ------------------------------------------------------------------------
     def rows(self, org: str, list_name: str) -> list[JsonDict]:

@@ -48,6 +48,9 @@ class SandboxState:
         self._orgs: dict[str, dict[str, SmcList]] = {}
         self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=_LOG_LIMIT)
         self._next_list_id = 1
+        # "partial": valid rows load and invalid ones are named (200 PartiallySucceeded);
+        # "all_or_nothing": one invalid row refuses the whole request (400, nothing applied).
+        self.validation = "partial"
 
     @property
     def generation(self) -> int:
@@ -62,6 +65,7 @@ class SandboxState:
             self._orgs.clear()
             self._log.clear()
             self._next_list_id = 1
+            self.validation = "partial"
 
     # -- service accounts ------------------------------------------------------------------
     def add_service_account(self, key: str, secret: str) -> None:
@@ -118,6 +122,10 @@ class SandboxState:
         specs = [FieldDef.from_spec(spec) for spec in fields]
         with self._lock:
             _add_fields(self._list(org, list_name), specs)
+
+    def remove_field(self, org: str, list_name: str, name: str) -> None:
+        with self._lock:
+            self._list(org, list_name).remove_field(name)
 
     def add_segment(
         self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
@@ -178,7 +186,7 @@ class SandboxState:
         with self._lock:
             lst = self._list(org, list_name)
             seg = self._segment(lst, segment, True) if segment is not None else None
-            return load_batch(lst, seg, query, body)
+            return load_batch(lst, seg, query, body, self.validation == "all_or_nothing")
 
     def delete(
         self, org: str, list_name: str, segment: str | None, query: Mapping[str, str], body: Any
@@ -186,7 +194,7 @@ class SandboxState:
         with self._lock:
             lst = self._list(org, list_name)
             seg = self._segment(lst, segment, True) if segment is not None else None
-            return delete_batch(lst, seg, query, body)
+            return delete_batch(lst, seg, query, body, self.validation == "all_or_nothing")
 
     def clear_segment(self, org: str, list_name: str, segment: str) -> JsonDict:
         with self._lock:

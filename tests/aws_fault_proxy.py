@@ -79,6 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: AwsFaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         mode = proxy.mode
+        if proxy.only is not None and proxy.only not in self.headers.get("X-Amz-Target", ""):
+            mode = "pass"  # a fault aimed at one operation (e.g. "UpdateItem") spares the others
         proxy.seen += 1
         if mode == "refuse":  # a keep-alive connection that outlived the listening socket
             self.close_connection = True
@@ -140,6 +142,7 @@ class AwsFaultProxy:
         self.seen = 0  # requests that reached the proxy (refused connections never do)
         self.failed = 0
         self.hang_s = 30.0
+        self.only: str | None = None  # apply the mode only to this operation (X-Amz-Target part)
         self.released = threading.Event()
         self._mode: Mode = "pass"
         self._server: _Server | None = None

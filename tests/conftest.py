@@ -179,6 +179,28 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
     reset_runtime()
 
 
+@pytest.fixture
+def aws_proxy(stack: Stack, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """`aws_proxy("dynamodb" | "secretsmanager")` puts a fault proxy (tests/aws_fault_proxy.py) in
+    front of that service for this test's function; its `mode` decides what the service does."""
+    from tests.aws_fault_proxy import AwsFaultProxy
+
+    proxies: list[AwsFaultProxy] = []
+
+    def make(service: str) -> AwsFaultProxy:
+        proxy = AwsFaultProxy(moto_endpoint, service).start()  # type: ignore[arg-type]
+        proxy.hang_s = 12.0
+        proxies.append(proxy)
+        var = "AWS_ENDPOINT_URL_DYNAMODB" if service == "dynamodb" else "AWS_ENDPOINT_URL_SECRETS_MANAGER"
+        monkeypatch.setenv(var, proxy.url)
+        stack.set_env()
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
 _SECRET_NAMES = {
     getattr(support, name): name
     for name in (

@@ -23,6 +23,11 @@ EVENTS_LIST = "segment_events"
 PII_EMAIL = "jane.doe.pii@example.com"
 PII_TRAIT = "Trait-Value-Very-Private-1234"
 
+# A customer's events list whose EVENT_NAME is narrower than the 255 the destination truncates
+# to: SMC itself then refuses a longer name, which is how tests get rows SMC refuses.
+NARROW_EVENT_NAME = 64
+TOO_LONG_FOR_NARROW = 100
+
 _ids = itertools.count(1)
 RESPONSES: list[str] = []  # every response `invoke` returned (status, headers and body), in order
 
@@ -97,6 +102,13 @@ def delete(**fields: Any) -> dict[str, Any]:
         "timestamp": "2026-11-27T11:00:00.000Z",
         **fields,
     }
+
+
+def narrow_event_name(sandbox: Any, list_name: str = EVENTS_LIST) -> None:
+    """Make the sandbox's events list take EVENT_NAME of at most NARROW_EVENT_NAME characters."""
+    sandbox.remove_field(ORG, list_name, "EVENT_NAME")
+    narrow = {"name": "EVENT_NAME", "data_type": "Text", "length": NARROW_EVENT_NAME}
+    sandbox.add_fields(ORG, list_name, [narrow])
 
 
 def sign(body: bytes, secret: str = SHARED_SECRET) -> str:

@@ -121,14 +121,18 @@ def test_numeric_user_id_is_accepted_as_text():
     "integrations,filtered",
     [
         ({"Selligent Marketing Cloud": False}, True),
-        ({"All": False}, True),
+        ({"All": True, "Selligent Marketing Cloud": False}, True),
+        # Segment routed it here whatever `All` says: only an explicit false opts out
+        ({"All": False}, False),
+        ({"All": False, "Webhooks": True}, False),
+        ({"All": False, "Selligent Marketing Cloud": {}}, False),
         ({"All": False, "Selligent Marketing Cloud": True}, False),
         ({"All": True}, False),
         ({"Selligent Marketing Cloud": {"some": "option"}}, False),
         ({}, False),
     ],
 )
-def test_integrations_opt_out_filters_the_event(integrations, filtered):
+def test_only_an_explicit_false_for_this_destination_filters_the_event(integrations, filtered):
     report, admitted = admit([support.track(integrations=integrations)], SETTINGS, NOW)
     assert (report.results[0].outcome == "filtered") is filtered
     assert len(admitted) == (0 if filtered else 1)

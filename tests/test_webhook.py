@@ -129,7 +129,8 @@ def test_filtered_only_request_answers_200_without_calling_smc(stack):
 
 
 def test_smc_partial_success_rejects_only_the_invalid_rows(stack):
-    events = [support.track(), support.track("x" * 300), support.track()]  # EVENT_NAME is Text 255
+    support.narrow_event_name(stack.sandbox)
+    events = [support.track(), support.track("x" * support.TOO_LONG_FOR_NARROW), support.track()]
     status, body, _ = invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
     assert status == 200
     assert (body["delivered"], body["rejected"]) == (2, 1)
@@ -336,7 +337,7 @@ def test_concurrent_duplicate_gets_a_retryable_429_and_never_a_second_delivery(s
 def test_outcome_metrics_are_emitted_for_every_outcome_and_event_type(stack, capsys):
     capsys.readouterr()
     events = [support.track(), support.identify(), {"type": "track", "userId": "u"}]
-    events.append(support.page(integrations={"All": False}))
+    events.append(support.page(integrations={"Selligent Marketing Cloud": False}))
     invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     totals = next(b for b in blobs if "EventsDelivered" in b)

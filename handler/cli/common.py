@@ -65,11 +65,11 @@ class StaticCredentials:
     credentials: Credentials
     origin: str
 
-    def get(self) -> Credentials:
+    def get(self, deadline: Deadline | None = None) -> Credentials:
         """The credentials as given."""
         return self.credentials
 
-    def refresh(self) -> Credentials:
+    def refresh(self, deadline: Deadline | None = None) -> Credentials:
         """The same credentials: a 401 then means they are wrong."""
         return self.credentials
 

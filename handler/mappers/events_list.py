@@ -6,7 +6,7 @@ from typing import Any
 
 from handler.events import SegmentEvent
 from handler.operations import Operation, Target
-from handler.schema import EVENTS_LIST_FIELDS, EVENTS_LIST_KEY
+from handler.schema import EVENT_NAME, EVENTS_LIST_FIELDS, EVENTS_LIST_KEY
 from handler.settings import Settings
 
 _TARGETS: dict[str, Target] = {}  # one per list name: built once, not once per event
@@ -34,7 +34,7 @@ def event_row(
     row: list[object] = [
         event.message_id,
         event.type,
-        name,
+        None if name is None else EVENT_NAME.fit(name),
         event.user_id,
         event.anonymous_id,
         previous_id,

@@ -1,5 +1,6 @@
-"""The SMC REST API client and its response model."""
+"""The SMC REST API client and how its answers are read."""
 
-from handler.smc.client import SmcClient, SmcResult
+from handler.smc.answers import RowVerdicts, read_answer
+from handler.smc.client import SmcClient
 
-__all__ = ["SmcClient", "SmcResult"]
+__all__ = ["RowVerdicts", "SmcClient", "read_answer"]

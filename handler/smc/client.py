@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -14,38 +13,26 @@ from requests.adapters import HTTPAdapter
 from handler import PRODUCT, __version__
 from handler.credentials import Credentials
 from handler.deadline import Deadline
-from handler.errors import (
-    SmcAuthError,
-    SmcError,
-    SmcPermanentError,
-    SmcRetryableError,
-    SmcTargetNotFoundError,
-)
+from handler.errors import SmcAuthError, SmcError, SmcRetryableError
 from handler.observability import count, logger, timing
 from handler.operations import Target
+from handler.smc.answers import TRANSIENT_RESULT_CODES, RowVerdicts, read_answer
 from handler.smc.retry import MAX_ATTEMPTS, backoff, parse_retry_after
 
 CONNECT_TIMEOUT_S = 2.0
 MIN_ATTEMPT_S = 0.05  # below this, another attempt cannot finish: give the time back to Segment
 USER_AGENT = f"{PRODUCT}/{__version__} python-requests/{requests.__version__}"
+# Statuses after which the same call may well succeed a moment later (5xx and 3xx are added).
+TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
+_LATENCY_WEIGHT = 0.2  # of the newest sample in the running latency estimate
 
 
 class CredentialSource(Protocol):
     """Where the client gets the service account, and re-reads it after a 401."""
 
-    def get(self) -> Credentials: ...
+    def get(self, deadline: Deadline | None = None) -> Credentials: ...
 
-    def refresh(self) -> Credentials: ...
-
-
-@dataclass(slots=True)
-class SmcResult:
-    """A load/delete answer: which rows (0-based, as sent) SMC refused, and why."""
-
-    status: int
-    result_code: str
-    row_errors: dict[int, str] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
+    def refresh(self, deadline: Deadline | None = None) -> Credentials: ...
 
 
 def new_session() -> requests.Session:
@@ -63,7 +50,8 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
+def json_object(response: requests.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} when the body is not one."""
     try:
         data = response.json()
     except ValueError:
@@ -71,23 +59,13 @@ def _json(response: requests.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _error_codes(data: Mapping[str, Any]) -> str:
-    errors = data.get("errors") or []
-    codes = [str(e.get("error_code")) for e in errors if isinstance(e, dict) and e.get("error_code")]
-    return ",".join(codes[:5]) or str(data.get("result_code") or "no detail")
-
-
-def _row_errors(data: Mapping[str, Any], rows: int) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for record in data.get("invalid_records") or []:
-        if not isinstance(record, dict):
-            continue
-        index = record.get("record_index")
-        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < rows:
-            code = str(record.get("validation_code") or "Invalid")[:40]
-            field_name = str(record.get("field_name") or "")[:64]
-            found.setdefault(index, f"SMC {code}" + (f" on {field_name}" if field_name else ""))
-    return found
+def _transient_answer(response: requests.Response) -> str | None:
+    """Why a 2xx answer to a data call is no answer at all (SMC may succeed if asked again)."""
+    data = json_object(response)
+    if not data:
+        return "without a readable body"
+    code = data.get("result_code")
+    return f"with result code {code}" if code in TRANSIENT_RESULT_CODES else None
 
 
 class SmcClient:
@@ -104,6 +82,8 @@ class SmcClient:
         self._org_path = f"/organizations/{_segment(organization)}"
         self._credentials = credentials
         self._session = session or new_session()
+        # Running estimate of one SMC round trip: a call starts only if the deadline leaves this much.
+        self.typical_latency_s = 0.1
 
     def url(self, path: str, *, organization_scoped: bool = True) -> str:
         """The full URL `call` uses for `path` (operator tools show it in dry runs)."""
@@ -116,33 +96,19 @@ class SmcClient:
             path += f"/segments/{_segment(target.segment)}"
         return path + ("/data/load" if target.action == "load" else "/data")
 
-    def send_rows(self, target: Target, body: bytes, rows: int, deadline: Deadline) -> SmcResult:
-        """Load or delete `rows` rows (a JSON array body); map SMC's answer to per-row results.
+    def send_rows(self, target: Target, body: bytes, rows: int, deadline: Deadline) -> RowVerdicts:
+        """Load or delete `rows` rows (a JSON array body) and read SMC's verdict on each.
 
         Raises an `SmcError` subclass when the call as a whole did not succeed.
         """
         params = {"keyFields": ",".join(target.key_fields), "fields": ",".join(target.fields), "mode": "Sync"}
+        if target.import_option is not None:
+            params["data_import_option"] = target.import_option
         method = "POST" if target.action == "load" else "DELETE"
-        response = self.call(method, self.target_path(target), deadline, params=params, body=body)
-        data = _json(response)
-        status = response.status_code
-        if status == 404 and target.not_found_is_done:
-            return SmcResult(status, "NotFound")
-        if status == 404:
-            count("SmcTargetNotFound")
-            raise SmcTargetNotFoundError(f"SMC has no {target.describe()} (404)", status=status)
-        row_errors = _row_errors(data, rows)
-        result_code = str(data.get("result_code") or "")
-        if status in (200, 201, 202) and data:
-            if result_code == "Failed" and not row_errors:
-                raise SmcPermanentError(f"SMC failed the request: {_error_codes(data)}", status=status)
-            counters = {k: v for k, v in data.items() if k.startswith("number_of_") and isinstance(v, int)}
-            return SmcResult(status, result_code, row_errors, counters)
-        if status == 400 and row_errors:
-            return SmcResult(status, result_code or "ValidationFailed", row_errors)
-        if status in (200, 201, 202):
-            raise SmcRetryableError(f"SMC answered {status} without a readable body", status=status)
-        raise SmcPermanentError(f"SMC refused the request ({status}: {_error_codes(data)})", status=status)
+        response = self.call(
+            method, self.target_path(target), deadline, params=params, body=body, data_call=True
+        )
+        return read_answer(target, rows, response.status_code, json_object(response))
 
     def call(
         self,
@@ -153,15 +119,18 @@ class SmcClient:
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
         organization_scoped: bool = True,
+        data_call: bool = False,
+        transient: frozenset[int] = TRANSIENT_STATUSES,
     ) -> requests.Response:
         """One logical SMC call (below `/organizations/{org}` unless `organization_scoped` is false),
-        retried on connection errors, 429 and 5xx until `deadline`.
+        retried on connection errors, `transient` statuses, 3xx and 5xx until `deadline` — and, for a
+        `data_call`, on a 2xx whose body is unreadable or carries a transient result code.
 
         Returns the response for any other status; raises `SmcAuthError` after a 401/403 that
         survives one secret refresh, `SmcRetryableError` when time or attempts run out.
         """
         url = self.url(path, organization_scoped=organization_scoped)
-        credentials = self._credentials.get()
+        credentials = self._credentials.get(deadline)
         refreshed = False
         attempt = 0
         while True:
@@ -188,25 +157,36 @@ class SmcClient:
                 failure = SmcRetryableError(f"SMC unreachable ({type(exc).__name__})")
                 delay = backoff(attempt)
             else:
-                elapsed_ms = (time.monotonic() - started) * 1000
+                elapsed = time.monotonic() - started
                 status = response.status_code
-                count("SmcRequests")
-                count(f"SmcResponses{status // 100}xx" if status != 429 else "SmcResponses429")
-                timing("SmcLatency", elapsed_ms)
-                logger.debug("SMC answered", extra={"status": status, "ms": round(elapsed_ms, 1)})
+                self._observe(status, elapsed)
                 if status in (401, 403):
                     if not refreshed:
                         refreshed = True
-                        credentials = self._credentials.refresh()
+                        credentials = self._credentials.refresh(deadline)
                         continue
                     count("SmcAuthFailures")
                     raise SmcAuthError(f"SMC refused the service account ({status})", status=status)
-                if status != 429 and status < 500 and not 300 <= status < 400:
+                why = None
+                if status in transient or status >= 500 or 300 <= status < 400:
+                    why = str(status)
+                elif data_call and 200 <= status < 300:
+                    answer = _transient_answer(response)
+                    why = f"{status} {answer}" if answer else None
+                if why is None:
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                failure = SmcRetryableError(f"SMC answered {status}", status=status, retry_after=retry_after)
+                failure = SmcRetryableError(f"SMC answered {why}", status=status, retry_after=retry_after)
                 delay = retry_after if retry_after is not None else backoff(attempt)
             if attempt >= MAX_ATTEMPTS or delay > deadline.remaining() - MIN_ATTEMPT_S:
                 count("SmcRetryableFailures")
                 raise failure
             time.sleep(delay)
+
+    def _observe(self, status: int, elapsed: float) -> None:
+        count("SmcRequests")
+        count(f"SmcResponses{status // 100}xx" if status != 429 else "SmcResponses429")
+        timing("SmcLatency", elapsed * 1000)
+        logger.debug("SMC answered", extra={"status": status, "ms": round(elapsed * 1000, 1)})
+        # A float assignment is atomic: parallel calls may race on it, never corrupt it.
+        self.typical_latency_s += _LATENCY_WEIGHT * (elapsed - self.typical_latency_s)
