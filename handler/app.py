@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler.auth import authenticate, check_shape
+from handler.auth import authenticate
 from handler.deadline import request_deadline
 from handler.delivery import Preparation, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
@@ -94,7 +94,6 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         runtime = get_runtime()
         method = authenticate(request.headers, request.body, runtime.credentials.get())
         payload = parse_payload(request.body)
-        check_shape(method, payload.shape)
         received_at = _received_at(event)
         report, admitted = admit(payload.events, runtime.settings, received_at)
         tracer.put_annotation("events", str(len(report.results)))
