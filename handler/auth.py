@@ -96,8 +96,9 @@ def authenticate(headers: Mapping[str, str], body: bytes, creds: Credentials) ->
     if _signed(signature, body, creds.shared_secrets):
         return "signature"
     # Segment signs only the first event of a batch: a genuine signature, but events 2..n are
-    # unsigned (anyone holding a captured batch could append to it). Never accepted; the answer
-    # says how to fix the mapping, since Segment drops every such batch for good.
+    # unsigned (anyone holding a captured batch could append to it). Never accepted, a one-event
+    # batch neither (the mapping is wrong for every batch); the answer says how to fix it, since
+    # Segment drops every such batch for good.
     first = first_element(body)
     if first is not None and _signed(signature, first, creds.shared_secrets):
         count("BatchSignedFirstEventOnly")

@@ -140,6 +140,12 @@ def test_first_event_signature_is_recognised_when_whitespace_surrounds_the_array
         authenticate(signed_by(support.SHARED_SECRET, stringify(EVENTS[0])), body, CREDS)
 
 
+def test_one_event_batch_signed_over_its_event_is_refused_with_the_fix_when_no_bearer_is_sent():
+    body = b"[" + stringify(EVENTS[0]) + b"]"
+    with pytest.raises(AuthenticationError, match="covers only the first event"):
+        authenticate(signed_by(support.SHARED_SECRET, stringify(EVENTS[0])), body, CREDS)
+
+
 def test_forged_event_appended_to_a_signed_event_is_refused_when_sent_as_an_array():
     captured = stringify(EVENTS[0])  # a genuine single event and its genuine signature
     forged = b"[" + captured + b"," + stringify(support.identify(userId="attacker")) + b"]"
