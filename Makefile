@@ -10,6 +10,26 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv test lint typecheck check run demo bench clean
 
+# Segment's own Webhooks (Actions) destination code, which tests/test_segment_sender.py runs
+# (tools/segment-sender/send.js) against the local stack. npm ci installs exactly the lock's
+# packages; --ignore-scripts: no package runs code at install (the webhook needs no native build).
+# Without npm the test skips and says why. @segment/action-destinations is pinned at 3.387.0: the
+# newest whose dependency tree this project's npm registry can install (3.497.0 pins
+# @aws-sdk/client-kinesis 3.974.0, which it lacks); its webhook signs and sends as 3.497.0 does.
+SENDER := tools/segment-sender
+SENDER_STAMP := $(SENDER)/node_modules/.installed
+.PHONY: segment-sender
+
+$(SENDER_STAMP): $(SENDER)/package.json $(SENDER)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci in $(SENDER)"; \
+		cd $(SENDER) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: tests/test_segment_sender.py will be skipped"; \
+	fi
+
+segment-sender: $(SENDER_STAMP)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -25,13 +45,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) $(SENDER_STAMP)
 	$(BIN)/python -m pytest -q
 
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache $(SENDER)/node_modules
 
 # --- SAM ---
 # Deploy tooling (README.md). aws-sam-cli lives in its own venv so its pins never fight the app's.

@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler.auth import authenticate, check_shape
+from handler.auth import authenticate
 from handler.deadline import Budget, request_budget
 from handler.delivery import Preparation, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
@@ -90,7 +90,6 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         )
         method = authenticate(request.headers, request.body, runtime.credentials.get(budget.answer))
         payload = parse_payload(request.body)
-        check_shape(method, payload.shape)
         received_at = _received_at(event)
         report, admitted = admit(payload.events, runtime.settings, received_at)
         tracer.put_annotation("events", str(len(report.results)))

@@ -63,13 +63,26 @@ def test_batch_with_bearer_token_is_delivered_in_one_call_per_target(stack, shap
     assert len(stack.smc_calls()) == 2  # events list + one static segment
 
 
-def test_array_signed_only_with_x_signature_is_refused_without_calling_smc(stack):
+def test_array_signed_over_its_first_event_is_refused_with_the_fix_when_no_bearer_is_sent(stack, capsys):
+    capsys.readouterr()
     events = [support.track(), support.track()]
     first = json.dumps(events[0], separators=(",", ":")).encode()
     event = api_event(events, signature=support.sign(first))
     status, body, _ = invoke(event)
     assert status == 401 and body["error"] == "unauthorized"
+    assert "Authorization: Bearer <token>" in body["message"]
     assert stack.smc_calls("/") == []
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert any(b.get("BatchSignedFirstEventOnly") == [1.0] and b.get("RequestsRefused") for b in blobs)
+
+
+@pytest.mark.parametrize("shape", ["array", "batch"])
+def test_signed_batch_is_delivered_when_the_signature_covers_the_whole_body(stack, shape):
+    events = [support.track(), support.identify()]
+    payload = events if shape == "array" else {"batch": events}
+    status, body, _ = invoke(api_event(payload))
+    assert status == 200 and body["delivered"] == 2, body
+    assert {row["MESSAGE_ID"] for row in stack.rows()} == {e["messageId"] for e in events}
 
 
 @pytest.mark.parametrize(
