@@ -54,7 +54,7 @@ clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache $(SENDER)/node_modules
 
 # --- SAM ---
-# Deploy tooling (README.md). aws-sam-cli lives in its own venv so its pins never fight the app's.
+# Deploy tooling (docs/deploying.md). aws-sam-cli lives in its own venv so its pins never fight the app's.
 SAM_CLI_VERSION ?= 1.170.0
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
@@ -114,7 +114,7 @@ bench: $(STAMP)
 # --- end bench ---
 
 # --- local stack ---
-# README.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
+# docs/operating.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
 # Ports: LOCAL_FRONT_PORT (3000), LOCAL_SMC_PORT (8899), LOCAL_AWS_PORT (5005); a real SMC tenant:
 # LOCAL_SMC_ADMIN_URL, LOCAL_SMC_ORGANIZATION, LOCAL_SMC_API_KEY, LOCAL_SMC_API_SECRET.
 .PHONY: run demo
@@ -137,7 +137,8 @@ LOAD_ARGS ?=
 load: $(STAMP)
 	$(BIN)/python -m load.run $(LOAD_ARGS)
 
-# docs/reliability.md from the figures of the last `make test` (tests/.reliability.json) and `make load`.
+# The figures of docs/reliability.md (its generated section) from the last `make test`
+# (tests/.reliability.json) and `make load`.
 .PHONY: reliability
 reliability: $(STAMP)
 	$(BIN)/python -m load.report

@@ -433,8 +433,8 @@ def verify(
 # -- figures ---------------------------------------------------------------------------------------
 def write_figures(section: str, entries: dict[str, Any]) -> None:
     """Merge figures (name -> figures) into one section of tests/.reliability.json, which
-    `python -m load.report` turns into docs/reliability.md. A partial run (`-k`) replaces only the
-    entries it ran; RELIABILITY_FIGURES=0 writes nothing."""
+    `python -m load.report` turns into the figures of docs/reliability.md. A partial run (`-k`)
+    replaces only the entries it ran; RELIABILITY_FIGURES=0 writes nothing."""
     if os.environ.get("RELIABILITY_FIGURES", "1") == "0":
         return
     try:

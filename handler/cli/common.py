@@ -125,7 +125,7 @@ def refused_fix(smc: Smc) -> str:
         return f"use a valid, unexpired SMC service account key and secret ({smc.credentials_origin})"
     return (
         f"put a valid, unexpired SMC service account key and secret (apiKey, apiSecret) in the "
-        f"{smc.credentials_origin} (README.md, 'Rotating credentials')"
+        f"{smc.credentials_origin} (docs/deploying.md, 'Rotating credentials')"
     )
 
 
