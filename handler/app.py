@@ -56,7 +56,9 @@ def _deliver(
     prepared: Preparation,
     earlier: Progress | None,
 ) -> Response:
-    deliver(admitted, report, runtime.settings, runtime.client, budget.work, prepared, earlier)
+    deliver(
+        admitted, report, runtime.settings, runtime.client, budget.work, prepared, earlier, runtime.ordering
+    )
     return _answer(report, admitted)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from handler.events import compact_json
 from handler.operations import Operation, Target
+from handler.ordering import Claim
 
 MAX_ROWS_PER_CALL = 2000
 MAX_BYTES_PER_CALL = 3 * 1024 * 1024
@@ -21,6 +22,7 @@ class Chunk:
     body: bytes
     sources: list[list[int]]
     values: list[list[object]]
+    claims: list[Claim | None] | None = None  # per row; None when no row overwrites state
 
     @property
     def rows(self) -> int:
@@ -31,7 +33,8 @@ class Chunk:
         """The same call with only `rows` (indexes into this chunk), in their order."""
         values = [self.values[row] for row in rows]
         body = b"[" + b",".join(map(_utf8_row, values)) + b"]"
-        return Chunk(self.target, body, [self.sources[row] for row in rows], values)
+        claims = None if self.claims is None else [self.claims[row] for row in rows]
+        return Chunk(self.target, body, [self.sources[row] for row in rows], values, claims)
 
 
 def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
@@ -84,7 +87,14 @@ def _one_chunk(target: Target, operations: list[Operation]) -> Chunk | None:
         return None
     if len(operations) > 1 and len(body) + 1 > MAX_BYTES_PER_CALL:
         return None
-    return Chunk(target, body, [op.sources for op in operations], [op.row for op in operations])
+    return Chunk(
+        target, body, [op.sources for op in operations], [op.row for op in operations], _claims(operations)
+    )
+
+
+def _claims(operations: list[Operation]) -> list[Claim | None] | None:
+    claims = [op.claim for op in operations]
+    return claims if any(claim is not None for claim in claims) else None
 
 
 def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
@@ -93,21 +103,24 @@ def _chunks(target: Target, operations: list[Operation]) -> list[Chunk]:
         return [single]
     chunks: list[Chunk] = []
     parts: list[bytes] = []
-    sources: list[list[int]] = []
-    values: list[list[object]] = []
+    ops: list[Operation] = []
     size = 2
     for op in operations:
         encoded = _utf8_row(op.row)
         if parts and (len(parts) >= MAX_ROWS_PER_CALL or size + len(encoded) + 1 > MAX_BYTES_PER_CALL):
-            chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources, values))
-            parts, sources, values, size = [], [], [], 2
+            chunks.append(_joined(target, parts, ops))
+            parts, ops, size = [], [], 2
         parts.append(encoded)
-        sources.append(op.sources)
-        values.append(op.row)
+        ops.append(op)
         size += len(encoded) + 1
     if parts:
-        chunks.append(Chunk(target, b"[" + b",".join(parts) + b"]", sources, values))
+        chunks.append(_joined(target, parts, ops))
     return chunks
+
+
+def _joined(target: Target, parts: list[bytes], ops: list[Operation]) -> Chunk:
+    body = b"[" + b",".join(parts) + b"]"
+    return Chunk(target, body, [op.sources for op in ops], [op.row for op in ops], _claims(ops))
 
 
 def plan(operations: list[Operation]) -> list[list[Chunk]]:

@@ -20,6 +20,7 @@ from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
 from handler.observability import count, in_thread_with_trace, logger, tracer
+from handler.ordering import Claim, Lease, OrderingStore
 from handler.outcomes import Outcome, Report
 from handler.progress import Progress
 from handler.settings import Settings
@@ -170,6 +171,56 @@ class Preparation:
         return self._future.result()
 
 
+def _claimed(
+    ordering: OrderingStore, lease: Lease, phases: list[list[Chunk]], report: Report
+) -> list[list[Chunk]]:
+    """Claim every change that overwrites state (handler.ordering) and drop from the calls those
+    that must not be sent now: stale ones (`duplicate`) and ones another request is applying."""
+    claims = [claim for phase in phases for chunk in phase for claim in chunk.claims or () if claim]
+    if not claims:
+        return phases
+    ordering.claim(claims, lease)
+    kept_phases: list[list[Chunk]] = []
+    for phase in phases:
+        kept_chunks: list[Chunk] = []
+        for chunk in phase:
+            rows = list(range(chunk.rows))
+            if chunk.claims is not None:
+                rows = [row for row in rows if _may_send(report, chunk, row)]
+            if len(rows) == chunk.rows:
+                kept_chunks.append(chunk)
+            elif rows:
+                kept_chunks.append(chunk.subset(rows))
+        if kept_chunks:
+            kept_phases.append(kept_chunks)
+    return kept_phases
+
+
+def _may_send(report: Report, chunk: Chunk, row: int) -> bool:
+    claim = chunk.claims[row] if chunk.claims is not None else None
+    if claim is None or claim.verdict in ("claimed", "unordered"):
+        return True
+    if claim.verdict == "stale":
+        settled: Verdict = ("duplicate", "stale: a newer change was applied")
+    else:
+        settled = ("retried", "ordering_busy: another request is applying a change to the same state")
+        report.retry_after = max(report.retry_after or 0.0, 5.0)
+    for index in chunk.sources[row]:
+        report.settle(index, *settled)
+    return False
+
+
+def _not_taken(sent: list[tuple[Chunk, ChunkOutcome]]) -> list[Claim]:
+    """The claimed changes SMC did not take: their claims must not stand."""
+    return [
+        claim
+        for chunk, outcome in sent
+        if chunk.claims is not None
+        for claim, (name, _reason) in zip(chunk.claims, outcome.verdicts, strict=True)
+        if claim is not None and claim.verdict == "claimed" and name != "delivered"
+    ]
+
+
 def deliver(
     events: list[SegmentEvent],
     report: Report,
@@ -178,11 +229,13 @@ def deliver(
     deadline: Deadline,
     prepared: Preparation | None = None,
     earlier: Progress | None = None,
+    ordering: OrderingStore | None = None,
 ) -> None:
     """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`.
 
     `earlier`: what a previous attempt of the same request settled for good; those events are
-    reported as then and not sent again.
+    reported as then and not sent again. `ordering`: where changes to overwritten state are
+    claimed first, so that none older than one applied reaches SMC (None: no ordering).
     """
     if earlier:
         events = earlier.settle_known(events, report)
@@ -191,9 +244,18 @@ def deliver(
         phases = prepared.result()
     else:
         phases = plan([map_event(event, settings) for event in events])
+    lease = Lease.for_seconds(deadline.remaining())
+    if ordering is not None:
+        phases = _claimed(ordering, lease, phases, report)
+    sent: list[tuple[Chunk, ChunkOutcome]] = []
     for phase in phases:
         for chunk, outcome in zip(phase, _run_phase(client, phase, deadline), strict=True):
             _settle(report, chunk, outcome)
+            sent.append((chunk, outcome))
+    if ordering is not None:
+        undo = _not_taken(sent)
+        if undo:
+            ordering.undo(undo, lease)
 
 
 _executor: ThreadPoolExecutor | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from handler.ordering import Claim
+
 Action = Literal["load", "delete"]
 
 
@@ -37,3 +39,6 @@ class Operation:
     sources: list[int] = field(default_factory=list)
     # Orders operations that touch the same thing (segment membership): later wins.
     order: tuple[str, int] = ("", 0)
+    # Its ordering record, for state it overwrites (handler.ordering): None for rows keyed on
+    # MESSAGE_ID and for deletions, which nothing can make stale.
+    claim: Claim | None = None

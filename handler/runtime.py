@@ -7,6 +7,7 @@ from typing import Any
 
 from handler.credentials import CredentialStore
 from handler.idempotency import IdempotencyGuard
+from handler.ordering import OrderingStore
 from handler.settings import Settings, get_settings
 from handler.smc.client import SmcClient
 
@@ -19,6 +20,7 @@ class Runtime:
     credentials: CredentialStore
     client: SmcClient
     guard: IdempotencyGuard
+    ordering: OrderingStore | None = None  # None when STATE_TABLE is not set
     _sqs: Any = field(default=None, repr=False)
 
     @property
@@ -45,6 +47,11 @@ def get_runtime() -> Runtime:
             credentials=credentials,
             client=SmcClient(settings.smc_base_url, settings.organization, credentials),
             guard=IdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds),
+            ordering=(
+                OrderingStore(settings.state_table, settings.ordering_ttl_seconds)
+                if settings.state_table
+                else None
+            ),
         )
     return _runtime
 

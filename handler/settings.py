@@ -24,6 +24,8 @@ SMC_SEND_GROUP_EVENTS = "SMC_SEND_GROUP_EVENTS"
 SMC_EXTRA_ALLOWED_HOSTS = "SMC_EXTRA_ALLOWED_HOSTS"
 SMC_SECRET_ID = "SMC_SECRET_ID"  # noqa: S105 - a variable name, not a secret
 IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+STATE_TABLE = "STATE_TABLE"
+ORDERING_TTL_SECONDS = "ORDERING_TTL_SECONDS"
 RESPONSE_DEADLINE_MS = "RESPONSE_DEADLINE_MS"
 SECRET_MAX_AGE_SECONDS = "SECRET_MAX_AGE_SECONDS"  # noqa: S105 - a variable name
 IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
@@ -44,6 +46,8 @@ ENV_VARS: tuple[str, ...] = (
     SMC_EXTRA_ALLOWED_HOSTS,
     SMC_SECRET_ID,
     IDEMPOTENCY_TABLE,
+    STATE_TABLE,
+    ORDERING_TTL_SECONDS,
     RESPONSE_DEADLINE_MS,
     SECRET_MAX_AGE_SECONDS,
     IDEMPOTENCY_TTL_SECONDS,
@@ -77,6 +81,8 @@ class Settings:
     send_group_events: bool
     secret_id: str
     idempotency_table: str
+    state_table: str = ""  # ordering records (handler.ordering); empty: no order safety
+    ordering_ttl_seconds: int = 7 * 86400
     response_deadline_ms: int = 4500
     secret_max_age_seconds: int = 300
     idempotency_ttl_seconds: int = 86400
@@ -197,6 +203,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_group_events=_bool(env, SMC_SEND_GROUP_EVENTS, True),
         secret_id=_required(env, SMC_SECRET_ID),
         idempotency_table=_required(env, IDEMPOTENCY_TABLE),
+        state_table=env.get(STATE_TABLE, "").strip(),
+        # Must outlast Segment's 4-hour retry window with margin (and queued mode's event age).
+        ordering_ttl_seconds=_int(env, ORDERING_TTL_SECONDS, 7 * 86400, 86400, 365 * 86400),
         response_deadline_ms=_int(env, RESPONSE_DEADLINE_MS, 4500, 500, 29000),
         secret_max_age_seconds=_int(env, SECRET_MAX_AGE_SECONDS, 300, 0, 3600),
         idempotency_ttl_seconds=_int(env, IDEMPOTENCY_TTL_SECONDS, 86400, 4 * 3600 + 60, 30 * 86400),

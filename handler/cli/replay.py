@@ -40,6 +40,7 @@ from handler.cli.source import Item, read_source
 from handler.delivery import deliver
 from handler.events import admit
 from handler.mappers import map_event
+from handler.ordering import store_for
 from handler.request import MAX_EVENTS_PER_REQUEST
 
 FINAL = ("delivered", "filtered", "duplicate", "rejected")
@@ -159,7 +160,7 @@ def send_batch(batch: list[Item], smc: Smc, dry_run: bool) -> tuple[Settled, int
         for event in admitted:
             report.settle(event.index, "delivered", "dry run: would be sent")
     elif admitted:
-        deliver(admitted, report, smc.settings, smc.client, smc.deadline())
+        deliver(admitted, report, smc.settings, smc.client, smc.deadline(), ordering=store_for(smc.settings))
     for item, result in zip(readable, report.results, strict=True):
         settled.append((item, result.outcome or "retried", result.reason, result.message_id))
     return settled, calls
