@@ -112,6 +112,30 @@ def test_missing_and_dynamic_segments(stack: Any, capsys: pytest.CaptureFixture[
     assert "user list 'nolist' does not exist" in found[2]
 
 
+def test_a_segment_is_found_when_the_list_has_more_segments_than_one_page(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a user list with 250 segments, the one asked for on the third page
+    for n in range(250):
+        stack.sandbox.add_segment(support.ORG, "users", f"campaign_{n:03d}", "Static")
+    stack.sandbox.clear_requests_log()
+    code, lines = run_check(capsys, "--segment", "users/campaign_249")
+    # Then check pages through every segment and finds it
+    assert code == 0, lines
+    assert "static segment 'users/campaign_249' exists" in "\n".join(lines)
+    pages = [r.query for r in stack.smc_calls("/segments")]
+    assert [p["skip"] for p in pages] == ["0", "100", "200"]
+    assert {p["take"] for p in pages} == {"100"}
+
+
+def test_a_segment_is_found_when_its_api_name_differs_only_in_case(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = run_check(capsys, "--segment", "users/VIP:customer_id")
+    assert code == 0, lines
+    assert "static segment 'users/VIP' exists" in "\n".join(lines)
+
+
 def test_an_unknown_organization(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = run_check(capsys, "--organization", "nope")
     assert code == 1

@@ -111,16 +111,18 @@ def _check_segment(smc: Smc, findings: Findings, spec: str) -> None:
     if details.get("type") not in (None, "Userlist"):
         findings.warn(f"list '{list_name}' is a {details.get('type')}; group calls usually target a Userlist")
     if segment is not None:
-        found = {str(s.get("api_name")): s for s in get_segments(smc, list_name)}
-        if segment not in found:
+        # SMC api names are case-insensitive: 'VIP' and 'vip' are one segment.
+        found = {str(s.get("api_name")).lower(): s for s in get_segments(smc, list_name)}
+        match = found.get(segment.lower())
+        if match is None:
             findings.fail(
                 f"static segment '{list_name}/{segment}' does not exist",
                 f"create a static segment with api name '{segment}' on list '{list_name}' in SMC "
                 "(Segment's groupId must equal it)",
             )
-        elif found[segment].get("segment_type") != "Static":
+        elif match.get("segment_type") != "Static":
             findings.fail(
-                f"segment '{list_name}/{segment}' is {found[segment].get('segment_type')}, not Static",
+                f"segment '{list_name}/{segment}' is {match.get('segment_type')}, not Static",
                 "group calls add and remove members: use a Static segment",
             )
         else:

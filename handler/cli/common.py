@@ -88,9 +88,13 @@ class Smc:
         """A fresh deadline for one logical call (its retries included)."""
         return Deadline(self.timeout_s)
 
-    def get(self, path: str, *, organization_scoped: bool = True) -> tuple[int, dict[str, Any]]:
+    def get(
+        self, path: str, *, params: Mapping[str, str] | None = None, organization_scoped: bool = True
+    ) -> tuple[int, dict[str, Any]]:
         """GET `path` (below the organization unless told otherwise): status and JSON object body."""
-        response = self.client.call("GET", path, self.deadline(), organization_scoped=organization_scoped)
+        response = self.client.call(
+            "GET", path, self.deadline(), params=params, organization_scoped=organization_scoped
+        )
         return response.status_code, json_body(response)
 
     def post(self, path: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
