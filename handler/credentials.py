@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from handler.errors import ConfigurationError, DependencyUnavailableError
@@ -21,6 +23,7 @@ class Credentials:
     api_secret: str = field(repr=False)
     shared_secrets: tuple[str, ...] = field(repr=False)  # current first, then the previous one
     bearer_tokens: tuple[str, ...] = field(repr=False)
+    api_key_expires_at: datetime | None = None  # UTC; when SMC stops accepting the key
 
     @property
     def smc_api_key_header(self) -> str:
@@ -28,13 +31,30 @@ class Credentials:
         return f"{self.api_key}:{self.api_secret}"
 
 
-def _optional_str(secret: dict[str, Any], name: str) -> str | None:
+def _optional_str(secret: Mapping[str, Any], name: str) -> str | None:
     value = secret.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ConfigurationError(f"secret field {name} must be a string")
     return value
+
+
+def parse_key_expiry(secret: Mapping[str, Any]) -> datetime | None:
+    """The optional `apiKeyExpiresAt` (ISO 8601 date or date-time; UTC unless it says otherwise).
+
+    A date alone means the start of that day: the key is treated as expired from then on.
+    """
+    value = _optional_str(secret, "apiKeyExpiresAt")
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigurationError(
+            "secret field apiKeyExpiresAt must be an ISO 8601 date or date-time"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def parse_secret(secret: object) -> Credentials:
@@ -54,15 +74,19 @@ def parse_secret(secret: object) -> Credentials:
         api_secret=values["apiSecret"] or "",
         shared_secrets=shared,
         bearer_tokens=bearer,
+        api_key_expires_at=parse_key_expiry(secret),
     )
 
 
 class CredentialStore:
     """Reads the secret through Powertools Parameters (cached for `max_age` seconds)."""
 
-    def __init__(self, secret_id: str, max_age: int) -> None:
+    def __init__(
+        self, secret_id: str, max_age: int, on_read: Callable[[Credentials], None] | None = None
+    ) -> None:
         self._secret_id = secret_id
         self._max_age = max_age
+        self._on_read = on_read  # sees every successful read (the key-expiry metric)
         self._lock = threading.Lock()
         self._last_forced = 0.0
         self._provider: Any = None  # Powertools SecretsProvider, built on first use
@@ -101,4 +125,7 @@ class CredentialStore:
             if "ResourceNotFound" in str(exc) or "AccessDenied" in str(exc):
                 raise ConfigurationError("secret cannot be read (not found or access denied)") from exc
             raise DependencyUnavailableError("Secrets Manager is unavailable") from exc
-        return parse_secret(secret)
+        credentials = parse_secret(secret)
+        if self._on_read is not None:
+            self._on_read(credentials)
+        return credentials

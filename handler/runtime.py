@@ -7,6 +7,7 @@ from typing import Any
 
 from handler.credentials import CredentialStore
 from handler.idempotency import IdempotencyGuard
+from handler.key_expiry import KeyExpiryReport
 from handler.settings import Settings, get_settings
 from handler.smc.client import SmcClient
 
@@ -39,7 +40,9 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         settings = get_settings()
-        credentials = CredentialStore(settings.secret_id, settings.secret_max_age_seconds)
+        credentials = CredentialStore(
+            settings.secret_id, settings.secret_max_age_seconds, on_read=KeyExpiryReport()
+        )
         _runtime = Runtime(
             settings=settings,
             credentials=credentials,

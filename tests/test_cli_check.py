@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,35 @@ def test_a_bad_key_is_one_failure_with_its_fix(stack: Any, capsys: pytest.Captur
         in line
     )
     assert stack.secret_id in line
+
+
+@pytest.mark.parametrize(
+    ("days", "level", "text"),
+    [
+        (90, "ok", "SMC service account key expires on {date} (90 days left)"),
+        (20, "warn", "SMC service account key expires on {date}: 20 day(s) left"),
+        (-1, "FAIL", "SMC service account key expired on {date}"),
+    ],
+)
+def test_key_expiry_is_ok_warn_or_fail_when_the_secret_has_a_date(
+    stack: Any, capsys: pytest.CaptureFixture[str], days: int, level: str, text: str
+) -> None:
+    expires = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=days, minutes=30)
+    stack.set_secret(apiKeyExpiresAt=expires.isoformat())
+    code, lines = run_check(capsys)
+    (line,) = [line for line in lines if "SMC service account key" in line]
+    assert line.startswith(f"{level:<5} " + text.format(date=expires.strftime("%Y-%m-%d %H:%M UTC")))
+    if level != "ok":
+        assert "-> fix: create a new key in SMC and put it in the secret" in line
+    assert code == (1 if level == "FAIL" else 0)
+
+
+def test_key_expiry_is_a_warning_when_the_secret_has_no_date(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = run_check(capsys)
+    assert code == 0
+    assert "warn  the secret has no apiKeyExpiresAt" in "\n".join(lines)
 
 
 def test_a_missing_events_list_points_to_provision(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -383,7 +383,7 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_alarms_notify_only_when_a_topic_is_given(template: dict[str, Any]) -> None:
     alarms = _alarms(template)
-    assert len(alarms) == 9  # seven for both modes, two for the queues
+    assert len(alarms) == 10  # eight for both modes, two for the queues
     for props in alarms.values():
         assert props["TreatMissingData"] == "notBreaching"
         assert props["AlarmActions"] == {
@@ -395,7 +395,7 @@ def test_alarms_watch_metrics_the_code_emits(template: dict[str, Any]) -> None:
     from handler.outcomes import OUTCOMES
 
     sources = "\n".join(path.read_text() for path in (ROOT / "handler").rglob("*.py"))
-    emitted = set(re.findall(r"""count\(\s*["']([A-Za-z0-9]+)["']""", sources))
+    emitted = set(re.findall(r"""(?:count|gauge)\(\s*["']([A-Za-z0-9]+)["']""", sources))
     emitted |= {f"Events{outcome.capitalize()}" for outcome in OUTCOMES}
     watched = {}
     for props in _alarms(template).values():
@@ -404,11 +404,29 @@ def test_alarms_watch_metrics_the_code_emits(template: dict[str, Any]) -> None:
                 {"Name": "service", "Value": POWERTOOLS_VARS["POWERTOOLS_SERVICE_NAME"]}
             ]
             watched[props["MetricName"]] = props
-    assert set(watched) == {"SmcAuthFailures", "SmcTargetNotFound", "EventsRejected", "SmcRetryableFailures"}
+    assert set(watched) == {
+        "SmcAuthFailures",
+        "SmcTargetNotFound",
+        "EventsRejected",
+        "SmcRetryableFailures",
+        "SmcKeyDaysLeft",
+    }
     assert set(watched) <= emitted
     assert watched["SmcAuthFailures"]["Threshold"] == 1
     assert watched["SmcAuthFailures"]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert watched["EventsRejected"]["Threshold"] == {"Ref": "EventsRejectedAlarmThreshold"}
+
+
+def test_key_expiry_alarm_fires_below_14_days_left(template: dict[str, Any]) -> None:
+    from handler.key_expiry import WARN_DAYS
+
+    alarm = properties(template, "SmcKeyExpiryAlarm")
+    assert alarm["MetricName"] == "SmcKeyDaysLeft"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (14, "LessThanThreshold")
+    assert alarm["Statistic"] == "Minimum"
+    assert alarm["Threshold"] < WARN_DAYS, "check warns before the alarm fires"
+    # Emitted once per cold start: the period must be long enough to hold a data point.
+    assert alarm["Period"] * alarm["EvaluationPeriods"] >= 6 * 3600
 
 
 def test_outputs(template: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Literal, TextIO
 
 import requests
 
-from handler.credentials import Credentials
+from handler.credentials import Credentials, parse_key_expiry
 from handler.deadline import Deadline
 from handler.settings import (
     IDEMPOTENCY_TABLE,
@@ -251,7 +251,8 @@ def _file_credentials(path: Path) -> StaticCredentials:
             f"--secret-file {path} has no apiKey and apiSecret",
             'write {"apiKey": "…", "apiSecret": "…"} (the shape of the Lambda\'s secret)',
         )
-    return StaticCredentials(Credentials(key, secret, (), ()), f"--secret-file {path}")
+    expires_at = parse_key_expiry(data)
+    return StaticCredentials(Credentials(key, secret, (), (), expires_at), f"--secret-file {path}")
 
 
 def _credentials(args: argparse.Namespace) -> StaticCredentials | None:
