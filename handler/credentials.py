@@ -49,11 +49,16 @@ def parse_key_expiry(secret: Mapping[str, Any]) -> datetime | None:
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(value)
+        return utc_time(value)
     except ValueError:
         raise ConfigurationError(
             "secret field apiKeyExpiresAt must be an ISO 8601 date or date-time"
         ) from None
+
+
+def utc_time(value: str) -> datetime:
+    """An ISO 8601 date or date-time in UTC (UTC unless it names its offset); `ValueError` if not one."""
+    when = datetime.fromisoformat(value)
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 

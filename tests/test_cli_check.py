@@ -229,7 +229,7 @@ def test_the_console_script_and_every_command_has_help(capsys: pytest.CaptureFix
     )
     assert result.returncode == 0, result.stderr
     assert "usage: smc-destination" in result.stdout
-    for command in ("check", "provision", "replay"):
+    for command in ("check", "provision", "replay", "status"):
         assert command in result.stdout
         # and each command has its own --help
         with pytest.raises(SystemExit) as exit_info:

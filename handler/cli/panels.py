@@ -68,6 +68,11 @@ class Panel:
     queued_only: bool = False  # its resources exist only in queued mode (condition IsQueued)
 
 
+def outcome_metric(outcome: str) -> str:
+    """The metric counting events of one outcome (handler/reporting.py): `EventsDelivered`, …"""
+    return f"Events{outcome.capitalize()}"
+
+
 def _lambda_health(resource: Resource) -> tuple[Metric, ...]:
     return (
         Metric("Errors", "errors", namespace="AWS/Lambda", resource=resource),
@@ -81,8 +86,8 @@ def _sqs(name: str, label: str, resource: Resource) -> Metric:
 
 PANELS: tuple[Panel, ...] = (
     Panel(
-        "Events per outcome (per 5 min)",
-        tuple(Metric(f"Events{outcome.capitalize()}", outcome) for outcome in OUTCOMES),
+        "Events per outcome",
+        tuple(Metric(outcome_metric(outcome), outcome) for outcome in OUTCOMES),
         status=True,
     ),
     Panel(
