@@ -102,6 +102,11 @@ sam-build: $(STAMP) $(SAM_STAMP)
 
 events: $(STAMP)
 	$(BIN)/python events/generate.py
+
+# template.yaml's CloudWatch dashboard from handler/cli/panels.py (tests/test_template.py checks it).
+.PHONY: dashboard
+dashboard: $(STAMP)
+	$(BIN)/python -m scripts.dashboard
 # --- end SAM ---
 
 # --- bench ---

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from handler.deadline import Deadline
@@ -26,6 +28,7 @@ class Credentials:
     api_secret: str = field(repr=False)
     shared_secrets: tuple[str, ...] = field(repr=False)  # current first, then the previous one
     bearer_tokens: tuple[str, ...] = field(repr=False)
+    api_key_expires_at: datetime | None = None  # UTC; when SMC stops accepting the key
 
     @property
     def smc_api_key_header(self) -> str:
@@ -33,13 +36,35 @@ class Credentials:
         return f"{self.api_key}:{self.api_secret}"
 
 
-def _optional_str(secret: dict[str, Any], name: str) -> str | None:
+def _optional_str(secret: Mapping[str, Any], name: str) -> str | None:
     value = secret.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise ConfigurationError(f"secret field {name} must be a string")
     return value
+
+
+def parse_key_expiry(secret: Mapping[str, Any]) -> datetime | None:
+    """The optional `apiKeyExpiresAt` (ISO 8601 date or date-time; UTC unless it says otherwise).
+
+    A date alone means the start of that day: the key is treated as expired from then on.
+    """
+    value = _optional_str(secret, "apiKeyExpiresAt")
+    if value is None:
+        return None
+    try:
+        return utc_time(value)
+    except ValueError:
+        raise ConfigurationError(
+            "secret field apiKeyExpiresAt must be an ISO 8601 date or date-time"
+        ) from None
+
+
+def utc_time(value: str) -> datetime:
+    """An ISO 8601 date or date-time in UTC (UTC unless it names its offset); `ValueError` if not one."""
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def parse_secret(secret: object) -> Credentials:
@@ -59,6 +84,7 @@ def parse_secret(secret: object) -> Credentials:
         api_secret=values["apiSecret"] or "",
         shared_secrets=shared,
         bearer_tokens=bearer,
+        api_key_expires_at=parse_key_expiry(secret),
     )
 
 
@@ -71,9 +97,12 @@ class CredentialStore:
     young read in flight.
     """
 
-    def __init__(self, secret_id: str, max_age: int) -> None:
+    def __init__(
+        self, secret_id: str, max_age: int, on_read: Callable[[Credentials], None] | None = None
+    ) -> None:
         self._secret_id = secret_id
         self._max_age = max_age
+        self._on_read = on_read  # sees every successful read (the key-expiry metric)
         self._lock = threading.Lock()
         self._last_forced = float("-inf")
         self._cached: tuple[Credentials, float] | None = None  # (credentials, monotonic read time)
@@ -130,6 +159,8 @@ class CredentialStore:
             raise DependencyUnavailableError("Secrets Manager is unavailable") from exc
         credentials = parse_secret(secret)
         self._cached = (credentials, time.monotonic())
+        if self._on_read is not None:
+            self._on_read(credentials)
         return credentials
 
 

@@ -108,18 +108,29 @@ def flush_metrics() -> None:
             metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=sample)
 
 
+def _emit_now(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
+    """One metric on its own EMF line, now, with `service` and the given dimensions."""
+    service = str(metrics.service or "segment-smc-destination")
+    with single_metric(
+        name=name,
+        unit=unit,
+        value=value,
+        namespace=metrics.namespace,
+        default_dimensions={"service": service},
+    ) as metric:
+        for dimension, dimension_value in dimensions.items():
+            metric.add_dimension(name=dimension, value=dimension_value)
+
+
 def count_per_type(name: str, counts: dict[str, int]) -> None:
     """One metric per event type (dimension `EventType`), beside the service-wide totals."""
-    service = str(metrics.service or "segment-smc-destination")
     for event_type, value in sorted(counts.items()):
-        with single_metric(
-            name=name,
-            unit=MetricUnit.Count,
-            value=value,
-            namespace=metrics.namespace,
-            default_dimensions={"service": service},
-        ) as metric:
-            metric.add_dimension(name="EventType", value=event_type)
+        _emit_now(name, value, MetricUnit.Count, EventType=event_type)
+
+
+def gauge(name: str, value: float) -> None:
+    """A measured value (not a count), emitted at once with the `service` dimension only."""
+    _emit_now(name, value, MetricUnit.NoUnit)
 
 
 def in_thread_with_trace(fn: Callable[..., T]) -> Callable[..., T]:

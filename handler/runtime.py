@@ -7,7 +7,8 @@ from typing import Any
 
 from handler.credentials import CredentialStore
 from handler.idempotency import IdempotencyGuard
-from handler.ordering import OrderingStore
+from handler.key_expiry import KeyExpiryReport
+from handler.ordering import OrderingStore, store_for
 from handler.settings import Settings, get_settings
 from handler.smc.client import SmcClient
 
@@ -41,17 +42,15 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         settings = get_settings()
-        credentials = CredentialStore(settings.secret_id, settings.secret_max_age_seconds)
+        credentials = CredentialStore(
+            settings.secret_id, settings.secret_max_age_seconds, on_read=KeyExpiryReport()
+        )
         _runtime = Runtime(
             settings=settings,
             credentials=credentials,
             client=SmcClient(settings.smc_base_url, settings.organization, credentials),
             guard=IdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds),
-            ordering=(
-                OrderingStore(settings.state_table, settings.ordering_ttl_seconds)
-                if settings.state_table
-                else None
-            ),
+            ordering=store_for(settings),
         )
     return _runtime
 

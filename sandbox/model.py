@@ -277,6 +277,21 @@ def _query_value(query: Mapping[str, str], name: str) -> str | None:
     return next((value for key, value in query.items() if key.lower() == wanted), None)
 
 
+def page_bounds(query: Mapping[str, str], default_take: int) -> tuple[int, int]:
+    """`skip` and `take` of a collection GET (`skip` 0 and `take` `default_take` when absent)."""
+    bounds = []
+    for name, default in (("skip", 0), ("take", default_take)):
+        value = _query_value(query, name)
+        try:
+            number = default if value in (None, "") else int(value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise validation_failed(f"The value '{value}' is not valid for {name}")
+        bounds.append(number)
+    return bounds[0], bounds[1]
+
+
 def _option(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     """The value of an enum option, case-insensitive; the first allowed value is the default."""
     value = _query_value(query, name)

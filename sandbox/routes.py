@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from .faults import Fault
-from .model import SmcError, not_found, validation_failed
+from .model import SmcError, not_found, page_bounds, validation_failed
 from .state import SandboxState, seed_default
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ API_PREFIX = "/portal/api"  # compared lower-cased: ASP.NET routes are case-inse
 ADMIN_PREFIX = "/_sandbox"
 BAD_JSON: Any = object()  # stands for a body that did not parse, so routes can answer 400
 Reply = tuple[int, Any]
+# Segments per page when a GET …/segments names no `take`: SMC answers one page, not all of them.
+# The Swagger gives no number; 20 is the sandbox's choice.
+SEGMENTS_PAGE_SIZE = 20
 SmcRoute = Callable[[SandboxState, list[str], Mapping[str, str], Any], Reply]
 AdminRoute = Callable[["SmcSandbox", list[str], Any], Reply]
 _R = TypeVar("_R")
@@ -115,7 +118,8 @@ def _create_fields(state: SandboxState, a: list[str], q: Mapping[str, str], body
 
 
 def _segments(state: SandboxState, a: list[str], q: Mapping[str, str], body: Any) -> Reply:
-    segments = state.segments(a[0], a[1])
+    skip, take = page_bounds(q, SEGMENTS_PAGE_SIZE)
+    segments = state.segments(a[0], a[1], skip, take)
     return 200, {"segments": segments, "segment_count": len(segments)}
 
 

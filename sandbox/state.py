@@ -163,12 +163,12 @@ class SandboxState:
         with self._lock:
             return [f.to_json() for f in self._list(org, list_name).columns.values()]
 
-    def segments(self, org: str, list_name: str) -> list[JsonDict]:
+    def segments(self, org: str, list_name: str, skip: int = 0, take: int | None = None) -> list[JsonDict]:
+        """The list's segments in creation order; `skip`/`take` select one page, as SMC pages them."""
         with self._lock:
-            return [
-                {"api_name": s.api_name, "name": s.name, "segment_type": s.segment_type}
-                for s in self._list(org, list_name).segments.values()
-            ]
+            every = list(self._list(org, list_name).segments.values())
+            page = every[skip:] if take is None else every[skip : skip + take]
+            return [{"api_name": s.api_name, "name": s.name, "segment_type": s.segment_type} for s in page]
 
     def rows(self, org: str, list_name: str) -> list[JsonDict]:
         with self._lock:

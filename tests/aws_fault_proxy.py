@@ -2,8 +2,8 @@
 
 Point one service at it (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`) and
 choose what that service does: pass requests through to moto, refuse connections (the port is
-closed, like an unreachable VPC endpoint), answer throttling or 5xx errors, or hang without an
-answer. The other services keep talking to moto directly.
+closed, like an unreachable VPC endpoint), answer throttling, access-denied or 5xx errors, or hang
+without an answer. The other services keep talking to moto directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-Mode = Literal["pass", "refuse", "throttle", "error", "hang"]
+Mode = Literal["pass", "refuse", "throttle", "error", "deny", "hang"]
 
 # What a throttled or failing AWS JSON-protocol service answers (botocore reads `__type`).
 _ERRORS: dict[str, tuple[int, str, str]] = {
@@ -30,6 +30,7 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     ),
     "throttle-secretsmanager": (400, "ThrottlingException", "Rate exceeded"),
     "error": (503, "ServiceUnavailable", "Service unavailable"),
+    "deny": (400, "AccessDeniedException", "User is not authorized to perform this action"),
 }
 
 
@@ -93,8 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if mode in ("throttle", "error"):
-            key = f"throttle-{proxy.service}" if mode == "throttle" else "error"
+        if mode in ("throttle", "error", "deny"):
+            key = f"throttle-{proxy.service}" if mode == "throttle" else mode
             status, kind, message = _ERRORS[key]
             proxy.failed += 1
             self._answer(status, json.dumps({"__type": kind, "message": message}).encode(), {})
@@ -135,7 +136,7 @@ class AwsFaultProxy:
     on the same port, so a client created during the outage recovers without being rebuilt.
     """
 
-    def __init__(self, target: str, service: Literal["dynamodb", "secretsmanager"]) -> None:
+    def __init__(self, target: str, service: Literal["dynamodb", "secretsmanager", "logs"]) -> None:
         self.target = target
         self.service = service
         self.port = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,35 @@ def test_a_bad_key_is_one_failure_with_its_fix(stack: Any, capsys: pytest.Captur
     assert stack.secret_id in line
 
 
+@pytest.mark.parametrize(
+    ("days", "level", "text"),
+    [
+        (90, "ok", "SMC service account key expires on {date} (90 days left)"),
+        (20, "warn", "SMC service account key expires on {date}: 20 day(s) left"),
+        (-1, "FAIL", "SMC service account key expired on {date}"),
+    ],
+)
+def test_key_expiry_is_ok_warn_or_fail_when_the_secret_has_a_date(
+    stack: Any, capsys: pytest.CaptureFixture[str], days: int, level: str, text: str
+) -> None:
+    expires = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=days, minutes=30)
+    stack.set_secret(apiKeyExpiresAt=expires.isoformat())
+    code, lines = run_check(capsys)
+    (line,) = [line for line in lines if "SMC service account key" in line]
+    assert line.startswith(f"{level:<5} " + text.format(date=expires.strftime("%Y-%m-%d %H:%M UTC")))
+    if level != "ok":
+        assert "-> fix: create a new key in SMC and put it in the secret" in line
+    assert code == (1 if level == "FAIL" else 0)
+
+
+def test_key_expiry_is_a_warning_when_the_secret_has_no_date(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = run_check(capsys)
+    assert code == 0
+    assert "warn  the secret has no apiKeyExpiresAt" in "\n".join(lines)
+
+
 def test_a_missing_events_list_points_to_provision(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = run_check(capsys, "--events-list", "no_such_list")
     assert code == 1
@@ -110,6 +140,30 @@ def test_missing_and_dynamic_segments(stack: Any, capsys: pytest.CaptureFixture[
     assert "static segment 'users/gold' does not exist" in found[0]
     assert "segment 'users/recent' is Dynamic, not Static" in found[1]
     assert "user list 'nolist' does not exist" in found[2]
+
+
+def test_a_segment_is_found_when_the_list_has_more_segments_than_one_page(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a user list with 250 segments, the one asked for on the third page
+    for n in range(250):
+        stack.sandbox.add_segment(support.ORG, "users", f"campaign_{n:03d}", "Static")
+    stack.sandbox.clear_requests_log()
+    code, lines = run_check(capsys, "--segment", "users/campaign_249")
+    # Then check pages through every segment and finds it
+    assert code == 0, lines
+    assert "static segment 'users/campaign_249' exists" in "\n".join(lines)
+    pages = [r.query for r in stack.smc_calls("/segments")]
+    assert [p["skip"] for p in pages] == ["0", "100", "200"]
+    assert {p["take"] for p in pages} == {"100"}
+
+
+def test_a_segment_is_found_when_its_api_name_differs_only_in_case(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines = run_check(capsys, "--segment", "users/VIP:customer_id")
+    assert code == 0, lines
+    assert "static segment 'users/VIP' exists" in "\n".join(lines)
 
 
 def test_an_unknown_organization(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,7 +229,7 @@ def test_the_console_script_and_every_command_has_help(capsys: pytest.CaptureFix
     )
     assert result.returncode == 0, result.stderr
     assert "usage: smc-destination" in result.stdout
-    for command in ("check", "provision", "replay"):
+    for command in ("check", "provision", "replay", "status"):
         assert command in result.stdout
         # and each command has its own --help
         with pytest.raises(SystemExit) as exit_info:

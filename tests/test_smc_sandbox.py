@@ -151,6 +151,28 @@ def test_list_details_fields_and_segments_follow_the_contract(
     assert segments == [{"api_name": "vip", "name": "VIP", "segment_type": "Static"}]
 
 
+def test_segments_come_one_page_at_a_time_when_a_list_has_many(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    for n in range(45):
+        sandbox.add_segment("demo", "users", f"seg_{n:02d}", "Static")
+    url = f"{org_url(sandbox)}/lists/users/segments"
+    names = ["vip", *(f"seg_{n:02d}" for n in range(45))]
+
+    def page(**query: str) -> list[str]:
+        response = http.get(url, params=query, timeout=5)
+        assert response.status_code == 200, response.text
+        return [s["api_name"] for s in response.json()["segments"]]
+
+    # Without take SMC answers its first page only; skip/take select any page, the last one short
+    assert page() == names[:20]
+    assert page(skip="40", take="10") == names[40:]
+    assert page(Skip="1", TAKE="2") == names[1:3]  # ASP.NET query names are case-insensitive
+    assert page(skip="100", take="10") == []
+    for bad in ({"skip": "-1"}, {"take": "many"}):
+        assert http.get(url, params=bad, timeout=5).json()["result_code"] == "ValidationFailed"
+
+
 def test_create_list_and_fields_then_duplicates_are_400(sandbox: SmcSandbox, http: requests.Session) -> None:
     lists_url = f"{org_url(sandbox)}/lists"
     spec = {"api_name": "orders", "name": "Orders", "type": "Datalist"}

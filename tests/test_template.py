@@ -305,7 +305,9 @@ def test_queued_mode_consumes_with_partial_batch_responses(template: dict[str, A
 
 
 def test_code_uses_no_other_aws_service() -> None:
-    sources = "\n".join(path.read_text() for path in (ROOT / "handler").rglob("*.py"))
+    # The operator commands (handler/cli, not in the Lambda artifact) run with the operator's rights.
+    paths = [p for p in (ROOT / "handler").rglob("*.py") if "cli" not in p.relative_to(ROOT).parts]
+    sources = "\n".join(path.read_text() for path in paths)
     clients = set(re.findall(r"""\.client\(\s*["']([a-z0-9-]+)["']""", sources))
     assert clients <= {"secretsmanager", "dynamodb", "sqs"}
 
@@ -383,7 +385,7 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_alarms_notify_only_when_a_topic_is_given(template: dict[str, Any]) -> None:
     alarms = _alarms(template)
-    assert len(alarms) == 9  # seven for both modes, two for the queues
+    assert len(alarms) == 10  # eight for both modes, two for the queues
     for props in alarms.values():
         assert props["TreatMissingData"] == "notBreaching"
         assert props["AlarmActions"] == {
@@ -395,7 +397,7 @@ def test_alarms_watch_metrics_the_code_emits(template: dict[str, Any]) -> None:
     from handler.outcomes import OUTCOMES
 
     sources = "\n".join(path.read_text() for path in (ROOT / "handler").rglob("*.py"))
-    emitted = set(re.findall(r"""count\(\s*["']([A-Za-z0-9]+)["']""", sources))
+    emitted = set(re.findall(r"""(?:count|gauge)\(\s*["']([A-Za-z0-9]+)["']""", sources))
     emitted |= {f"Events{outcome.capitalize()}" for outcome in OUTCOMES}
     watched = {}
     for props in _alarms(template).values():
@@ -404,11 +406,29 @@ def test_alarms_watch_metrics_the_code_emits(template: dict[str, Any]) -> None:
                 {"Name": "service", "Value": POWERTOOLS_VARS["POWERTOOLS_SERVICE_NAME"]}
             ]
             watched[props["MetricName"]] = props
-    assert set(watched) == {"SmcAuthFailures", "SmcTargetNotFound", "EventsRejected", "SmcRetryableFailures"}
+    assert set(watched) == {
+        "SmcAuthFailures",
+        "SmcTargetNotFound",
+        "EventsRejected",
+        "SmcRetryableFailures",
+        "SmcKeyDaysLeft",
+    }
     assert set(watched) <= emitted
     assert watched["SmcAuthFailures"]["Threshold"] == 1
     assert watched["SmcAuthFailures"]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert watched["EventsRejected"]["Threshold"] == {"Ref": "EventsRejectedAlarmThreshold"}
+
+
+def test_key_expiry_alarm_fires_below_14_days_left(template: dict[str, Any]) -> None:
+    from handler.key_expiry import WARN_DAYS
+
+    alarm = properties(template, "SmcKeyExpiryAlarm")
+    assert alarm["MetricName"] == "SmcKeyDaysLeft"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (14, "LessThanThreshold")
+    assert alarm["Statistic"] == "Minimum"
+    assert alarm["Threshold"] < WARN_DAYS, "check warns before the alarm fires"
+    # Emitted once per cold start: the period must be long enough to hold a data point.
+    assert alarm["Period"] * alarm["EvaluationPeriods"] >= 6 * 3600
 
 
 def test_outputs(template: dict[str, Any]) -> None:
@@ -420,6 +440,97 @@ def test_outputs(template: dict[str, Any]) -> None:
         "Fn::If": ["CreateSecret", {"Ref": "WebhookSecret"}, {"Ref": "ExistingSecretArn"}]
     }
     assert outputs["IdempotencyTableName"]["Value"] == {"Ref": "IdempotencyTable"}
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+def _resolve(node: Any, queued: bool) -> Any:
+    """The value CloudFormation gives `node` (Join, If, Sub), with resource names as `<Name>`."""
+    if isinstance(node, list):
+        return [_resolve(item, queued) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "Fn::Join" in node:
+        separator, parts = node["Fn::Join"]
+        return separator.join(_resolve(part, queued) for part in parts)
+    if "Fn::If" in node:
+        assert node["Fn::If"][0] == "IsQueued"
+        return _resolve(node["Fn::If"][1 if queued else 2], queued)
+    if "Fn::Sub" in node:
+        return re.sub(r"\$\{([A-Za-z:.]+)\}", lambda m: f"<{m.group(1)}>", node["Fn::Sub"])
+    return {key: _resolve(value, queued) for key, value in node.items()}
+
+
+def _dashboard(template: dict[str, Any], queued: bool) -> dict[str, list[list[Any]]]:
+    """Widget title -> its metric lines, as the deployed dashboard has them."""
+    body = json.loads(_resolve(properties(template, "Dashboard")["DashboardBody"], queued))
+    return {w["properties"]["title"]: w["properties"]["metrics"] for w in body["widgets"]}
+
+
+def test_dashboard_is_rendered_from_the_panels() -> None:
+    from scripts.dashboard import render
+
+    assert render() in (ROOT / "template.yaml").read_text(), "run `make dashboard`"
+
+
+def test_dashboard_shows_outcomes_smc_latency_and_function_health_in_both_modes(
+    template: dict[str, Any],
+) -> None:
+    from handler.outcomes import OUTCOMES
+
+    widgets = _dashboard(template, queued=False)
+    shown = {(line[1], line[-1]["stat"]) for lines in widgets.values() for line in lines}
+    assert {(f"Events{o.capitalize()}", "Sum") for o in OUTCOMES} <= shown
+    assert {(f"SmcResponses{c}", "Sum") for c in ("2xx", "4xx", "429", "5xx")} <= shown
+    assert {("SmcLatency", "p50"), ("SmcLatency", "p99"), ("HandlerLatency", "p99")} <= shown
+    health = widgets["WebhookFunction errors and throttles"]
+    assert [line[:4] for line in health] == [
+        ["AWS/Lambda", name, "FunctionName", "<WebhookFunction>"] for name in ("Errors", "Throttles")
+    ]
+    own = [line for lines in widgets.values() for line in lines if line[0] == "SegmentSmcDestination"]
+    assert {tuple(line[2:4]) for line in own} == {("service", POWERTOOLS_VARS["POWERTOOLS_SERVICE_NAME"])}
+    assert POWERTOOLS_VARS["POWERTOOLS_METRICS_NAMESPACE"] == "SegmentSmcDestination"
+    assert "Delivery queue" not in widgets
+
+
+def test_dashboard_adds_queue_and_delivery_widgets_in_queued_mode(template: dict[str, Any]) -> None:
+    sync, queued = _dashboard(template, queued=False), _dashboard(template, queued=True)
+    added = {title: lines for title, lines in queued.items() if title not in sync}
+    assert set(added) == {
+        "DeliveryFunction errors and throttles",
+        "Delivery queue",
+        "Dead-letter queue depth",
+    }
+    lines = {(line[1], line[3]) for lines in added.values() for line in lines}
+    assert {
+        ("Errors", "<DeliveryFunction>"),
+        ("Throttles", "<DeliveryFunction>"),
+        ("ApproximateNumberOfMessagesVisible", "<DeliveryQueue.QueueName>"),
+        ("ApproximateAgeOfOldestMessage", "<DeliveryQueue.QueueName>"),
+        ("ApproximateNumberOfMessagesVisible", "<DeadLetterQueue.QueueName>"),
+    } <= lines
+    # Exactly the resources that exist only in queued mode are behind IsQueued.
+    conditional = {name for name, r in template["Resources"].items() if r.get("Condition") == "IsQueued"}
+    for title, lines in queued.items():
+        names = {re.sub(r"[<>]|\..*", "", line[3]) for line in lines if line[0].startswith("AWS/")}
+        assert (title in added) == bool(names & conditional), title
+
+
+def test_status_reads_resources_the_template_has(template: dict[str, Any]) -> None:
+    from handler.cli.panels import PANELS
+    from handler.cli.status import LOG_GROUPS
+
+    read = {m.resource.logical_id for p in PANELS for m in p.metrics if m.resource} | set(LOG_GROUPS)
+    assert read | {"Dashboard"} <= set(template["Resources"])
+
+
+def test_dashboard_is_named_after_the_stack_and_its_url_is_an_output(template: dict[str, Any]) -> None:
+    from handler.cli.panels import DASHBOARD_URL
+
+    assert properties(template, "Dashboard")["DashboardName"] == {"Ref": "AWS::StackName"}
+    url = template["Outputs"]["DashboardUrl"]["Value"]
+    assert url == {"Fn::Sub": DASHBOARD_URL.format(region="${AWS::Region}", name="${Dashboard}")}
 
 
 # --- samconfig.toml ------------------------------------------------------------------------

@@ -4,9 +4,11 @@
     smc-destination provision   create the events list and its columns (idempotent, --dry-run)
     smc-destination replay      send events from a JSON/NDJSON file, resumably
     smc-destination redrive     move queued-mode dead letters back to the delivery queue
+    smc-destination status      outcomes, SMC answers and rejection reasons of the last hours
 
-Every command reads the same settings (environment variables), secret and SMC client as the
-Lambda; `smc-destination COMMAND --help` lists its flags.
+Every command but status reads the same settings (environment variables), secret and SMC client
+as the Lambda; status reads the stack's metrics and logs. `smc-destination COMMAND --help` lists
+its flags.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ _CLI_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_SERVICE_NAME": "seg
 
 def build_parser() -> argparse.ArgumentParser:
     """The `smc-destination` parser with its commands."""
-    from handler.cli import check, provision, redrive, replay
+    from handler.cli import check, provision, redrive, replay, status
 
     parser = argparse.ArgumentParser(
         prog="smc-destination",
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_parser(commands)
     replay.add_parser(commands)
     redrive.add_parser(commands)
+    status.add_parser(commands)
     return parser
 
 

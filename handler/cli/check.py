@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from datetime import datetime
 
 from handler.cli.common import (
     EXIT_OK,
@@ -20,6 +21,7 @@ from handler.cli.common import (
 )
 from handler.cli.lists import compare_columns, get_fields, get_list, get_segments, organization_found
 from handler.errors import ConfigurationError, DependencyUnavailableError, SmcAuthError, SmcError
+from handler.key_expiry import WARN_DAYS, days_left
 from handler.names import is_api_name
 from handler.schema import EVENTS_LIST_COLUMNS
 from handler.settings import SettingsError
@@ -59,6 +61,24 @@ def _parse_segment(spec: str) -> tuple[str, str | None, str | None]:
         if not is_api_name(part):
             raise CliError(f"--segment {spec!r} is not LIST/SEGMENT[:MATCHKEY]", "e.g. --segment users/vip")
     return list_name, segment or None, matchkey or None
+
+
+def _check_key_expiry(expires_at: datetime | None, findings: Findings) -> None:
+    rotate = "create a new key in SMC and put it in the secret (README.md, 'Rotating credentials')"
+    if expires_at is None:
+        findings.warn(
+            "the secret has no apiKeyExpiresAt: nothing warns before the SMC key expires",
+            'add the key\'s expiration date from SMC, e.g. "apiKeyExpiresAt": "2027-03-31"',
+        )
+        return
+    when = expires_at.strftime("%Y-%m-%d %H:%M UTC").removesuffix(" 00:00 UTC")
+    left = days_left(expires_at)
+    if left <= 0:
+        findings.fail(f"SMC service account key expired on {when}", rotate)
+    elif left <= WARN_DAYS:
+        findings.warn(f"SMC service account key expires on {when}: {left:.0f} day(s) left", rotate)
+    else:
+        findings.ok(f"SMC service account key expires on {when} ({left:.0f} days left)")
 
 
 def _check_reachable(smc: Smc, findings: Findings) -> None:
@@ -111,16 +131,18 @@ def _check_segment(smc: Smc, findings: Findings, spec: str) -> None:
     if details.get("type") not in (None, "Userlist"):
         findings.warn(f"list '{list_name}' is a {details.get('type')}; group calls usually target a Userlist")
     if segment is not None:
-        found = {str(s.get("api_name")): s for s in get_segments(smc, list_name)}
-        if segment not in found:
+        # SMC api names are case-insensitive: 'VIP' and 'vip' are one segment.
+        found = {str(s.get("api_name")).lower(): s for s in get_segments(smc, list_name)}
+        match = found.get(segment.lower())
+        if match is None:
             findings.fail(
                 f"static segment '{list_name}/{segment}' does not exist",
                 f"create a static segment with api name '{segment}' on list '{list_name}' in SMC "
                 "(Segment's groupId must equal it)",
             )
-        elif found[segment].get("segment_type") != "Static":
+        elif match.get("segment_type") != "Static":
             findings.fail(
-                f"segment '{list_name}/{segment}' is {found[segment].get('segment_type')}, not Static",
+                f"segment '{list_name}/{segment}' is {match.get('segment_type')}, not Static",
                 "group calls add and remove members: use a Static segment",
             )
         else:
@@ -153,7 +175,7 @@ def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
     )
     try:
         try:
-            smc.credentials.get()
+            credentials = smc.credentials.get()
         except (ConfigurationError, DependencyUnavailableError) as exc:
             findings.fail(
                 f"SMC service account cannot be read: {exc}",
@@ -162,6 +184,7 @@ def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
             )
             return EXIT_PROBLEMS
         findings.ok(f"SMC service account read from {smc.credentials_origin}")
+        _check_key_expiry(credentials.api_key_expires_at, findings)
         _check_reachable(smc, findings)
         organization_found(smc)
         findings.ok(f"credentials accepted and organization '{settings.organization}' found")

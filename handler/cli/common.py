@@ -21,7 +21,7 @@ from typing import Any, Literal, TextIO
 
 import requests
 
-from handler.credentials import Credentials
+from handler.credentials import Credentials, parse_key_expiry
 from handler.deadline import Deadline
 from handler.settings import (
     IDEMPOTENCY_TABLE,
@@ -88,9 +88,13 @@ class Smc:
         """A fresh deadline for one logical call (its retries included)."""
         return Deadline(self.timeout_s)
 
-    def get(self, path: str, *, organization_scoped: bool = True) -> tuple[int, dict[str, Any]]:
+    def get(
+        self, path: str, *, params: Mapping[str, str] | None = None, organization_scoped: bool = True
+    ) -> tuple[int, dict[str, Any]]:
         """GET `path` (below the organization unless told otherwise): status and JSON object body."""
-        response = self.client.call("GET", path, self.deadline(), organization_scoped=organization_scoped)
+        response = self.client.call(
+            "GET", path, self.deadline(), params=params, organization_scoped=organization_scoped
+        )
         return response.status_code, json_body(response)
 
     def post(self, path: str, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -247,7 +251,8 @@ def _file_credentials(path: Path) -> StaticCredentials:
             f"--secret-file {path} has no apiKey and apiSecret",
             'write {"apiKey": "…", "apiSecret": "…"} (the shape of the Lambda\'s secret)',
         )
-    return StaticCredentials(Credentials(key, secret, (), ()), f"--secret-file {path}")
+    expires_at = parse_key_expiry(data)
+    return StaticCredentials(Credentials(key, secret, (), (), expires_at), f"--secret-file {path}")
 
 
 def _credentials(args: argparse.Namespace) -> StaticCredentials | None:

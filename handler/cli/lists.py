@@ -10,6 +10,9 @@ from urllib.parse import quote
 from handler.cli.common import CliError, Smc, smc_errors
 from handler.schema import Column
 
+SEGMENT_PAGE_SIZE = 100  # segments asked for per GET …/segments call
+MAX_SEGMENT_PAGES = 100
+
 
 def list_path(list_name: str) -> str:
     """`/lists/{list}` below the organization, the name quoted like the client quotes it."""
@@ -61,12 +64,26 @@ def get_fields(smc: Smc, list_name: str) -> list[dict[str, Any]]:
 
 
 def get_segments(smc: Smc, list_name: str) -> list[dict[str, Any]]:
-    """The list's segments (`GET /lists/{list}/segments`)."""
-    status, body = smc.get(list_path(list_name) + "/segments")
-    segments = body.get("segments")
-    if status != 200 or not isinstance(segments, list):
-        raise CliError(f"SMC answered {status} to GET segments of '{list_name}': {smc_errors(body)}", "")
-    return [s for s in segments if isinstance(s, dict)]
+    """Every segment of the list (`GET /lists/{list}/segments`), page by page (`skip`/`take`).
+
+    SMC answers one page at a time: a page shorter than asked for is the last one.
+    """
+    found: list[dict[str, Any]] = []
+    for _ in range(MAX_SEGMENT_PAGES):
+        page_query = {"skip": str(len(found)), "take": str(SEGMENT_PAGE_SIZE)}
+        status, body = smc.get(list_path(list_name) + "/segments", params=page_query)
+        page = body.get("segments")
+        if status != 200 or not isinstance(page, list):
+            raise CliError(f"SMC answered {status} to GET segments of '{list_name}': {smc_errors(body)}", "")
+        found.extend(s for s in page if isinstance(s, dict))
+        if len(page) < SEGMENT_PAGE_SIZE:
+            return found
+    # A server that ignores `skip` would answer full pages for ever.
+    raise CliError(
+        f"list '{list_name}' has more than {MAX_SEGMENT_PAGES * SEGMENT_PAGE_SIZE} segments, or SMC "
+        "ignores skip/take",
+        "check the segment in SMC's interface",
+    )
 
 
 def incompatibility(column: Column, existing: dict[str, Any]) -> str | None:
