@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from devstack.state import free_ports
+from devstack.tables import create_table
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"  # scratch files (git-ignored)
@@ -85,6 +86,7 @@ class Stack:
                 "SMC_ORGANIZATION": ORG,
                 "SMC_SECRET_ID": self.secret_id,
                 "IDEMPOTENCY_TABLE": self.table,
+                "STATE_TABLE": f"state-{self.table}",
                 # BENCH_HANDLER_ROOT: measure the `handler` package of another tree (e.g. an older commit).
                 "PYTHONPATH": os.pathsep.join(
                     p for p in (os.environ.get("BENCH_HANDLER_ROOT"), str(ROOT)) if p
@@ -139,7 +141,8 @@ def secret_value() -> dict[str, str]:
 
 
 def create_aws_resources(moto_url: str) -> tuple[str, str]:
-    """A fresh secret and idempotency table in moto; returns (secret id, table name)."""
+    """A fresh secret, idempotency table and state table (`state-<table>`) in moto; returns
+    (secret id, idempotency table name)."""
     import boto3
 
     suffix = uuid.uuid4().hex[:8]
@@ -153,12 +156,9 @@ def create_aws_resources(moto_url: str) -> tuple[str, str]:
     boto3.client("secretsmanager", **kwargs).create_secret(
         Name=secret_id, SecretString=json.dumps(secret_value())
     )
-    boto3.client("dynamodb", **kwargs).create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = boto3.client("dynamodb", **kwargs)
+    create_table(dynamodb, table)
+    create_table(dynamodb, f"state-{table}")
     return secret_id, table
 
 

@@ -105,6 +105,15 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
             out["queued_end_to_end_events_per_s_1000"] = out["queued"]["1000"]["end_to_end_events_per_s"]
         if big == "1000":
             out["sync_end_to_end_events_per_s_1000"] = out["queued"]["sync_1000"]["end_to_end_events_per_s"]
+    ordered = raw.get("ordering")
+    if ordered:
+        medians = {name[:-2]: _ms(ordered[name]) for name in ordered if name.endswith("_s")}
+        out["ordering"] = {"events": ordered["events"], "group_events": ordered["group_events"], **medians}
+        on, off = medians["groups_on"], medians["groups_off"]
+        out["ordering_added_ms_1000"] = round(on - off, 2)
+        out["ordering_added_pct_1000"] = round((on - off) / on * 100, 1)
+        plain_on, plain_off = medians["no_groups_on"], medians["no_groups_off"]
+        out["ordering_added_pct_no_groups_1000"] = round((plain_on - plain_off) / plain_off * 100, 1)
     cold = raw.get("coldstart")
     if cold:
         med = cold["median"]
@@ -226,6 +235,20 @@ def table(results: dict[str, Any]) -> str:
                 ["mode", "events", "webhook ms", "end to end ms", "end-to-end ev/s", "consumer runs"], rows
             )
         )
+    if "ordering" in results:
+        o = results["ordering"]
+        with_groups, without = (
+            results["ordering_added_pct_1000"],
+            results["ordering_added_pct_no_groups_1000"],
+        )
+        rows = [
+            ["100 group calls", o["groups_off"], o["groups_on"], with_groups],
+            ["no group calls", o["no_groups_off"], o["no_groups_on"], without],
+        ]
+        parts.append(
+            f"\norder safety, {o['events']:,} events (median)\n"
+            + _grid(["request", "off ms", "on ms", "added % of request"], rows)
+        )
     if "cold_start_ms" in results:
         med = results["raw"]["coldstart"]["median"]
         rows = [
@@ -249,6 +272,9 @@ def table(results: dict[str, Any]) -> str:
         ("queued_webhook_ms_1000", "(queued: answer)"),
         ("queued_end_to_end_events_per_s_1000", "(queued: webhook + consumer)"),
         ("sync_end_to_end_events_per_s_1000", "(sync, same run)"),
+        ("ordering_added_ms_1000", "(100 group calls)"),
+        ("ordering_added_pct_1000", "< 25 % of the request"),
+        ("ordering_added_pct_no_groups_1000", "< 5 % (noise: no group calls)"),
         ("cold_start_ratio", "≤ 1.3"),
         ("cold_start_ratio_vs_imports_only", ""),
         ("cold_start_import_ratio", ""),

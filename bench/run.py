@@ -24,7 +24,7 @@ from bench import coldstart, memory, package
 from bench import env as benv
 from bench.report import summarize, table
 
-SECTIONS = ("package", "throughput", "latency", "queued", "coldstart", "memory")
+SECTIONS = ("package", "throughput", "latency", "queued", "ordering", "coldstart", "memory")
 TARGETS = {
     "throughput_ratio_vs_naive_1000": (">=", 20.0),
     "time_ratio_vs_floor_1000": ("<=", 2.0),
@@ -32,6 +32,9 @@ TARGETS = {
     "cold_start_ratio": ("<=", 1.3),
     "peak_rss_mb_over_idle_4000": ("<", 128.0),
     "stuck_answer_ms": ("<", "stuck_deadline_ms"),
+    "ordering_added_pct_1000": ("<", 25.0),
+    # No group calls: the same code path, so only the run's noise (a few %) may show.
+    "ordering_added_pct_no_groups_1000": ("<", 5.0),
 }
 
 
@@ -40,6 +43,7 @@ WORKER_SECTIONS = (
     ("throughput", "throughput and SMC calls"),
     ("latency", "latency with a slow SMC"),
     ("queued", "queued delivery vs sync"),
+    ("ordering", "order safety on and off"),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -20,7 +21,7 @@ from typing import Any, cast
 
 from bench import env as benv
 from bench.references import References
-from bench.workload import request
+from bench.workload import MIX, MIX_WITHOUT_GROUPS, request
 from tests.support import FakeContext as Context
 from tests.support import sqs_event
 
@@ -147,6 +148,44 @@ def latency(stack: benv.Stack, scale: float, slow_s: float = 0.2, stuck_s: float
     return out
 
 
+def ordering(stack: benv.Stack, scale: float, size: int = 1000) -> dict[str, Any]:
+    """What order safety costs: the same realistic request (100 group calls per 1,000 events)
+    with the ordering store on and off, and a request without group calls, on and off; rounds
+    interleaved, so drift hits every variant alike."""
+    from handler.runtime import get_runtime
+
+    runtime = get_runtime()
+    store = runtime.ordering
+    if store is None:
+        raise RuntimeError("the bench stack sets STATE_TABLE: ordering must be on")
+    variants = {
+        "groups_on": (MIX, store),
+        "groups_off": (MIX, None),
+        "no_groups_on": (MIX_WITHOUT_GROUPS, store),
+        "no_groups_off": (MIX_WITHOUT_GROUPS, None),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    count = max(1, round(15 * scale))
+    try:
+        for _ in range(2):  # warm-up
+            for mix, chosen in variants.values():
+                runtime.ordering = chosen
+                _check(invoke(request(size, mix))[1], size)
+        for _ in range(count):
+            for name, (mix, chosen) in variants.items():
+                benv.reset_sandbox(stack)
+                runtime.ordering = chosen
+                api_event = request(size, mix)
+                gc.collect()
+                seconds, answer = invoke(api_event)
+                _check(answer, size)
+                samples[name].append(seconds)
+    finally:
+        runtime.ordering = store
+    groups = sum(1 for kind in itertools.islice(itertools.cycle(MIX), size) if kind == "group")
+    return {"events": size, "group_events": groups, **{f"{name}_s": s for name, s in samples.items()}}
+
+
 class Poller:
     """A stand-in for Lambda's SQS event source: gathers up to `batch_size` messages (the template's
     BatchSize), hands them to `handler.consumer.lambda_handler` as one SQS event and deletes what
@@ -268,7 +307,7 @@ def queued(stack: benv.Stack, sizes: tuple[int, ...], scale: float) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
-    parser.add_argument("what", choices=("throughput", "latency", "queued"))
+    parser.add_argument("what", choices=("throughput", "latency", "queued", "ordering"))
     parser.add_argument("out", help="where to write the JSON result")
     parser.add_argument("--sizes", default=_DEFAULT_SIZES)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the samples (smoke runs)")
@@ -283,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(s) for s in args.sizes.split(","))
         result: dict[str, Any] = {"throughput": throughput(stack, sizes, args.scale)}
         result["smc_calls"] = smc_calls(stack, 1000 if 1000 in sizes else max(sizes))
+    elif args.what == "ordering":
+        size = int(args.sizes) if args.sizes != _DEFAULT_SIZES else 1000
+        result = {"ordering": ordering(stack, args.scale, size)}
     elif args.what == "queued":
         sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes != _DEFAULT_SIZES else (1, 1000)
         result = {"queued": queued(stack, sizes, args.scale)}

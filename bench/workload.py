@@ -76,7 +76,8 @@ def event(kind: str, position: int) -> dict[str, Any]:
         body["previousId"] = f"anon-old-{n}"
     elif kind == "group":
         segment, method = GROUP_TARGETS[position % len(GROUP_TARGETS)]
-        body["userId"] = f"member-{n}"
+        # Unique per process: two processes' changes of one member would order against each other.
+        body["userId"] = f"member-{_run}-{os.getpid()}-{n}"
         body["groupId"] = segment
         body["traits"] = {"matchkey": "CUSTOMER_ID", "userlist": USERS_LIST, "method": method}
     size = len(json.dumps(body, separators=(",", ":")))
@@ -85,12 +86,16 @@ def event(kind: str, position: int) -> dict[str, Any]:
     return body
 
 
-def mixed_events(count: int) -> list[dict[str, Any]]:
+# The same mix with its group calls (the only events that overwrite state) as track calls instead.
+MIX_WITHOUT_GROUPS: tuple[str, ...] = tuple("track" if kind == "group" else kind for kind in MIX)
+
+
+def mixed_events(count: int, mix: tuple[str, ...] = MIX) -> list[dict[str, Any]]:
     """`count` events in the realistic mix, every one with a fresh messageId."""
     groups = itertools.count()
     return [
         event(kind, next(groups) if kind == "group" else 0)
-        for kind in itertools.islice(itertools.cycle(MIX), count)
+        for kind in itertools.islice(itertools.cycle(mix), count)
     ]
 
 
@@ -132,6 +137,6 @@ def api_event(events: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def request(count: int) -> dict[str, Any]:
+def request(count: int, mix: tuple[str, ...] = MIX) -> dict[str, Any]:
     """A fresh API Gateway event carrying `count` mixed events."""
-    return api_event(mixed_events(count))
+    return api_event(mixed_events(count, mix))

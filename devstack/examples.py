@@ -17,7 +17,13 @@ EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
 SECRET_FIELDS = ("apiKey", "apiSecret", "sharedSecret", "bearerToken")
 # Set by the stack itself: the example file's values point at a deployed account.
-STACK_OWNED = ("SMC_ADMIN_URL", "SMC_EXTRA_ALLOWED_HOSTS", "SMC_SECRET_ID", "IDEMPOTENCY_TABLE")
+STACK_OWNED = (
+    "SMC_ADMIN_URL",
+    "SMC_EXTRA_ALLOWED_HOSTS",
+    "SMC_SECRET_ID",
+    "IDEMPOTENCY_TABLE",
+    "STATE_TABLE",
+)
 # What the events' group calls use (events/payloads.py) and the sandbox seeds.
 USERS_LIST = "users"
 STATIC_SEGMENT = "vip"

@@ -22,9 +22,11 @@ from typing import Any, TextIO
 from devstack import HOST, ROUTE
 from devstack.examples import STATIC_SEGMENT, USERS_LIST, example_env, example_secret
 from devstack.state import Port, StackError, StackLock, check_ports
+from devstack.tables import create_table
 
 SECRET_ID = "segment-smc-destination/local"  # noqa: S105 - a name, not a secret
 TABLE = "segment-smc-destination-idempotency-local"
+STATE_TABLE = "segment-smc-destination-state-local"
 REGION = "us-east-1"
 # The function's own variables that template.yaml sets in Globals.
 POWERTOOLS_ENV = {
@@ -132,12 +134,9 @@ class LocalStack:
             secret["apiKey"] = self.config.real_smc.api_key
             secret["apiSecret"] = self.config.real_smc.api_secret
         boto3.client("secretsmanager").create_secret(Name=SECRET_ID, SecretString=json.dumps(secret))
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb = boto3.client("dynamodb")
+        create_table(dynamodb, TABLE)
+        create_table(dynamodb, STATE_TABLE)
 
     def _start_smc(self) -> str:
         if self.config.real_smc is not None:
@@ -162,7 +161,7 @@ class LocalStack:
 
     def _configure_function(self, smc_url: str) -> None:
         env = {**POWERTOOLS_ENV, **self.env, "SMC_ADMIN_URL": smc_url}
-        env.update({"SMC_SECRET_ID": SECRET_ID, "IDEMPOTENCY_TABLE": TABLE})
+        env.update({"SMC_SECRET_ID": SECRET_ID, "IDEMPOTENCY_TABLE": TABLE, "STATE_TABLE": STATE_TABLE})
         if self.config.real_smc is None:
             env["SMC_EXTRA_ALLOWED_HOSTS"] = HOST
         os.environ.update(env)
@@ -236,7 +235,8 @@ class LocalStack:
                 f"    SMC calls    {info['sandbox_url']}/_sandbox/requests",
             ]
         lines += [
-            f"  AWS emulator   {info['aws_endpoint']}   (moto: secret {SECRET_ID}, table {TABLE})",
+            f"  AWS emulator   {info['aws_endpoint']}   (moto: secret {SECRET_ID}, tables {TABLE} and",
+            f"                 {STATE_TABLE})",
             f"  Function log   {self.log_path}   (JSON lines and metrics, as CloudWatch gets them)",
             "",
             "  Try it:  make demo",

@@ -51,6 +51,8 @@ ENV_VARS = {
     "SMC_EXTRA_ALLOWED_HOSTS": "127.0.0.1",
     "SMC_SECRET_ID": "arn:aws:secretsmanager:us-east-1:123456789012:secret:segment-smc-example-AbCdEf",
     "IDEMPOTENCY_TABLE": "segment-smc-destination-idempotency-example",
+    "STATE_TABLE": "segment-smc-destination-state-example",
+    "ORDERING_TTL_SECONDS": "604800",
     "RESPONSE_DEADLINE_MS": "4500",
     "SECRET_MAX_AGE_SECONDS": "300",
     "IDEMPOTENCY_TTL_SECONDS": "86400",

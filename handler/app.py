@@ -117,7 +117,7 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
 
         key = request_key(result.message_id for result in report.results)
         try:
-            response, replayed = runtime.guard.run(key, work, context, budget.answer)
+            response, replayed = runtime.guard.run(key, work, context, budget.open, budget.answer)
         except RetryLater as answer:
             record_outcomes(report, answer.response["statusCode"])
             return answer.response

@@ -12,6 +12,10 @@ FINAL_STEPS_MS = 250
 LAMBDA_MARGIN_MS = 1000
 # API Gateway's and Lambda's clocks agree to well within this; a later arrival time is garbled.
 CLOCK_SKEW_MS = 1000
+# The idempotency record must be open by then (it takes ~5 ms); a slower DynamoDB is given up
+# on, and the events are delivered without it, while most of the budget is left for SMC.
+OPEN_RECORD_MS = 1000
+OPEN_RECORD_SHARE = 0.4
 
 
 class Deadline:
@@ -33,6 +37,7 @@ class Budget:
 
     answer: Deadline
     work: Deadline
+    open: Deadline  # the idempotency record is given up on when not open by then
     waited_ms: int  # how long the request waited before the handler ran (cold start, queueing)
 
 
@@ -58,5 +63,6 @@ def request_budget(
     return Budget(
         answer=Deadline(max(0, budget_ms) / 1000),
         work=Deadline(max(0, budget_ms - FINAL_STEPS_MS) / 1000),
+        open=Deadline(max(0, min(OPEN_RECORD_MS, budget_ms * OPEN_RECORD_SHARE)) / 1000),
         waited_ms=waited_ms,
     )

@@ -9,18 +9,18 @@ own inside the same request.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from queue import SimpleQueue
 
 from handler.batching import Chunk, plan
+from handler.claims import ClaimGate
 from handler.deadline import Deadline
 from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
 from handler.observability import count, in_thread_with_trace, logger, tracer
-from handler.ordering import Claim, Lease, OrderingStore
+from handler.ordering import OrderingStore
 from handler.outcomes import Outcome, Report
 from handler.progress import Progress
 from handler.settings import Settings
@@ -115,28 +115,34 @@ def _settle(report: Report, chunk: Chunk, outcome: ChunkOutcome) -> None:
             report.settle(index, outcome_name, reason)
 
 
-def _run_phase(client: SmcClient, phase: list[Chunk], deadline: Deadline) -> list[ChunkOutcome]:
-    """Every call of a phase, at most MAX_PARALLEL_CALLS at a time, the largest first."""
-    if len(phase) == 1:
-        return [run_chunk(client, phase[0], deadline)]
-    order = sorted(range(len(phase)), key=lambda i: len(phase[i].body), reverse=True)
-    results: list[ChunkOutcome | None] = [None] * len(phase)
-    queue: Iterator[int] = iter(order)
-    lock = threading.Lock()
+def _run_phase(
+    client: SmcClient, phase: list[Chunk], deadline: Deadline, report: Report, gate: ClaimGate | None
+) -> list[tuple[Chunk, ChunkOutcome]]:
+    """Every call of a phase, at most MAX_PARALLEL_CALLS at a time, the largest first; calls whose
+    changes are being claimed (`gate`) join once the claim is done, without what it held back."""
+    gated = [chunk for chunk in phase if gate is not None and gate.active and chunk.claims is not None]
+    ready = [chunk for chunk in phase if not gated or chunk.claims is None]
+    if len(ready) == 1 and not gated:
+        return [(ready[0], run_chunk(client, ready[0], deadline))]
+    calls: SimpleQueue[Chunk | None] = SimpleQueue()
+    for chunk in sorted(ready, key=lambda chunk: len(chunk.body), reverse=True):
+        calls.put(chunk)
+    results: list[tuple[Chunk, ChunkOutcome]] = []  # list.append is atomic: workers share it
 
     def worker() -> None:
-        while True:
-            with lock:
-                position = next(queue, None)
-            if position is None:
-                return
-            results[position] = run_chunk(client, phase[position], deadline)
+        while (chunk := calls.get()) is not None:
+            results.append((chunk, run_chunk(client, chunk, deadline)))
 
     traced = in_thread_with_trace(worker)
-    futures = [_pool().submit(traced) for _ in range(min(MAX_PARALLEL_CALLS, len(phase)))]
-    for future in futures:
+    workers = [_pool().submit(traced) for _ in range(min(MAX_PARALLEL_CALLS, len(phase)))]
+    if gate is not None and gated:
+        for chunk in sorted(gate.admit(gated, report), key=lambda chunk: len(chunk.body), reverse=True):
+            calls.put(chunk)
+    for _ in workers:
+        calls.put(None)
+    for future in workers:
         future.result()
-    return [result for result in results if result is not None]
+    return results
 
 
 class Preparation:
@@ -171,56 +177,6 @@ class Preparation:
         return self._future.result()
 
 
-def _claimed(
-    ordering: OrderingStore, lease: Lease, phases: list[list[Chunk]], report: Report
-) -> list[list[Chunk]]:
-    """Claim every change that overwrites state (handler.ordering) and drop from the calls those
-    that must not be sent now: stale ones (`duplicate`) and ones another request is applying."""
-    claims = [claim for phase in phases for chunk in phase for claim in chunk.claims or () if claim]
-    if not claims:
-        return phases
-    ordering.claim(claims, lease)
-    kept_phases: list[list[Chunk]] = []
-    for phase in phases:
-        kept_chunks: list[Chunk] = []
-        for chunk in phase:
-            rows = list(range(chunk.rows))
-            if chunk.claims is not None:
-                rows = [row for row in rows if _may_send(report, chunk, row)]
-            if len(rows) == chunk.rows:
-                kept_chunks.append(chunk)
-            elif rows:
-                kept_chunks.append(chunk.subset(rows))
-        if kept_chunks:
-            kept_phases.append(kept_chunks)
-    return kept_phases
-
-
-def _may_send(report: Report, chunk: Chunk, row: int) -> bool:
-    claim = chunk.claims[row] if chunk.claims is not None else None
-    if claim is None or claim.verdict in ("claimed", "unordered"):
-        return True
-    if claim.verdict == "stale":
-        settled: Verdict = ("duplicate", "stale: a newer change was applied")
-    else:
-        settled = ("retried", "ordering_busy: another request is applying a change to the same state")
-        report.retry_after = max(report.retry_after or 0.0, 5.0)
-    for index in chunk.sources[row]:
-        report.settle(index, *settled)
-    return False
-
-
-def _not_taken(sent: list[tuple[Chunk, ChunkOutcome]]) -> list[Claim]:
-    """The claimed changes SMC did not take: their claims must not stand."""
-    return [
-        claim
-        for chunk, outcome in sent
-        if chunk.claims is not None
-        for claim, (name, _reason) in zip(chunk.claims, outcome.verdicts, strict=True)
-        if claim is not None and claim.verdict == "claimed" and name != "delivered"
-    ]
-
-
 def deliver(
     events: list[SegmentEvent],
     report: Report,
@@ -244,18 +200,14 @@ def deliver(
         phases = prepared.result()
     else:
         phases = plan([map_event(event, settings) for event in events])
-    lease = Lease.for_seconds(deadline.remaining())
-    if ordering is not None:
-        phases = _claimed(ordering, lease, phases, report)
-    sent: list[tuple[Chunk, ChunkOutcome]] = []
+    gate = ClaimGate(ordering, phases, deadline, _pool()) if ordering is not None else None
+    sent: list[tuple[Chunk, list[Outcome]]] = []
     for phase in phases:
-        for chunk, outcome in zip(phase, _run_phase(client, phase, deadline), strict=True):
+        for chunk, outcome in _run_phase(client, phase, deadline, report, gate):
             _settle(report, chunk, outcome)
-            sent.append((chunk, outcome))
-    if ordering is not None:
-        undo = _not_taken(sent)
-        if undo:
-            ordering.undo(undo, lease)
+            sent.append((chunk, [verdict[0] for verdict in outcome.verdicts]))
+    if gate is not None and gate.active:
+        gate.settle(sent)
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -265,5 +217,6 @@ def _pool() -> ThreadPoolExecutor:
     """Threads for parallel SMC calls, kept for the life of the process (a warm Lambda reuses them)."""
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_CALLS, thread_name_prefix="smc-call")
+        # The calls, plus the mapping (`Preparation`), a claim and a background release.
+        _executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_CALLS + 3, thread_name_prefix="smc-call")
     return _executor

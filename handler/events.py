@@ -14,6 +14,7 @@ from typing import Any, Literal, cast, get_args
 
 from handler import utf16
 from handler.names import is_api_name
+from handler.observability import count
 from handler.outcomes import EventResult, Report
 from handler.request import MAX_EVENT_BYTES
 from handler.settings import Settings
@@ -110,16 +111,20 @@ def derive_message_id(raw: dict[str, Any]) -> str:
     return "derived-" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def iso_utc(value: object, field: str) -> str | None:
-    """Normalise an ISO 8601 timestamp to UTC with millisecond precision; None when absent."""
+def iso_utc(value: object) -> str | None:
+    """An ISO 8601 timestamp normalised to UTC with millisecond precision; None when it is absent
+    or unusable (the caller falls back to the next time it knows: a garbled time must not cost
+    the event, nor order it)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 64:
-        raise InvalidEvent(f"{field} must be an ISO 8601 timestamp")
+        count("TimestampsUnusable")
+        return None
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InvalidEvent(f"{field} must be an ISO 8601 timestamp") from None
+        count("TimestampsUnusable")
+        return None
     if _CANONICAL_TIMESTAMP.fullmatch(value):
         return value  # what the lines below would rebuild from it, character for character
     if moment.tzinfo is None:
@@ -127,7 +132,8 @@ def iso_utc(value: object, field: str) -> str | None:
     try:
         utc = moment.astimezone(UTC)
     except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
-        raise InvalidEvent(f"{field} must be an ISO 8601 timestamp") from None
+        count("TimestampsUnusable")
+        return None
     # isoformat, not strftime: twice as fast, and it pads years 1-999 to four digits (strftime's
     # "999-01-01…" is no ISO 8601 timestamp: SMC would refuse the row).
     return utc.isoformat(timespec="seconds")[:19] + f".{moment.microsecond // 1000:03d}Z"
@@ -207,12 +213,10 @@ def validate_event(
         message_id = derive_message_id(raw)
     elif not isinstance(message_id, str) or not utf16.fits(message_id, MAX_MESSAGE_ID):
         raise InvalidEvent(f"messageId must be a string of at most {MAX_MESSAGE_ID} UTF-16 code units")
-    timestamp = (
-        iso_utc(raw.get("timestamp"), "timestamp")
-        or iso_utc(raw.get("originalTimestamp"), "originalTimestamp")
-        or iso_utc(raw.get("receivedAt"), "receivedAt")
-        or received_at
-    )
+    # The event's own time orders overwritten state (handler.ordering); without a usable one,
+    # Segment's receivedAt, then the arrival time.
+    received = iso_utc(raw.get("receivedAt")) or received_at
+    timestamp = iso_utc(raw.get("timestamp")) or iso_utc(raw.get("originalTimestamp")) or received
     return SegmentEvent(
         index=index,
         type=cast(EventType, kind),
@@ -220,7 +224,7 @@ def validate_event(
         user_id=user_id,
         anonymous_id=anonymous_id,
         timestamp=timestamp,
-        received_at=iso_utc(raw.get("receivedAt"), "receivedAt") or received_at,
+        received_at=received,
         raw=raw,
         encoded={} if encoded is None else encoded,
     )

@@ -73,8 +73,9 @@ class _ProgressLayer(DynamoDBPersistenceLayer):
     def __init__(self, table_name: str, ttl_seconds: int) -> None:
         super().__init__(table_name=table_name, boto_config=AWS_CLIENT_CONFIG, boto3_session=session())
         self._ttl_seconds = ttl_seconds
-        self.found: bytes | None = None  # the progress the last opening put replaced
-        self.keep: bytes | None = None  # the progress to keep instead of deleting the record
+        # Per thread: each request's whole exchange runs on a thread of its own (`run`), so
+        # requests handled side by side (the local stack, tests) never see each other's progress.
+        self._local = threading.local()
         events = self.client.meta.events
         events.register("provide-client-params.dynamodb.PutItem", self._ask_for_old_item)
         events.register("after-call.dynamodb.PutItem", self._read_old_item)
@@ -83,16 +84,25 @@ class _ProgressLayer(DynamoDBPersistenceLayer):
     def _ask_for_old_item(params: dict[str, Any], **kwargs: Any) -> None:
         params.setdefault("ReturnValues", "ALL_OLD")
 
+    @property
+    def found(self) -> bytes | None:
+        """The progress the opening put of this thread's request replaced."""
+        return getattr(self._local, "found", None)
+
+    def keep(self, progress: bytes) -> None:
+        """Keep `progress` instead of deleting this thread's record when its request fails."""
+        self._local.keep = progress
+
     def _read_old_item(self, parsed: dict[str, Any], **kwargs: Any) -> None:
         blob = ((parsed.get("Attributes") or {}).get(PROGRESS_ATTR) or {}).get("B")
-        self.found = blob if isinstance(blob, bytes) else None
+        self._local.found = blob if isinstance(blob, bytes) else None
 
     def _put_record(self, data_record: DataRecord) -> None:
-        self.found = None
+        self._local.found = None
         super()._put_record(data_record)
 
     def _delete_record(self, data_record: DataRecord) -> None:
-        keep, self.keep = self.keep, None
+        keep, self._local.keep = getattr(self._local, "keep", None), None
         if keep is None:
             super()._delete_record(data_record)
             return
@@ -120,14 +130,39 @@ class _ProgressLayer(DynamoDBPersistenceLayer):
 @dataclass(slots=True)
 class _Attempt:
     replayed: bool = False
-    started: bool = False
-    abandoned: bool = False  # the caller answered without waiting: never start the work now
     result: Response | None = None
     error: BaseException | None = None
+    moving: threading.Event = field(
+        default_factory=threading.Event
+    )  # the work started, or the exchange ended
+    _state: str = "waiting"  # then "started" (by the exchange) or "abandoned" (by the caller)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def started(self) -> bool:
+        """Whether the work has started."""
+        return self._state == "started"
+
+    def start(self) -> bool:
+        """The exchange may run the work: True once, unless the caller abandoned it first."""
+        with self._lock:
+            if self._state == "waiting":
+                self._state = "started"
+                self.moving.set()
+                return True
+            return False
+
+    def abandon(self) -> bool:
+        """The caller stops waiting: True if the work had not started, so it never will."""
+        with self._lock:
+            if self._state == "waiting":
+                self._state = "abandoned"
+                return True
+            return False
 
 
 class _Abandoned(Exception):
-    """The caller gave up waiting before the work could start."""
+    """The caller stopped waiting for the record and ran the work without it."""
 
 
 def _run_work(request: dict[str, str], work: Callable[[], Response]) -> Response:
@@ -145,13 +180,13 @@ class IdempotencyGuard:
 
     table_name: str
     ttl_seconds: int
-    _attempt: _Attempt = field(default_factory=_Attempt)
+    _attempts: threading.local = field(default_factory=threading.local)  # per exchange thread
     _run: Callable[..., Response] | None = None
     _config: IdempotencyConfig | None = None
     _layer: _ProgressLayer | None = None
 
     def _mark_replay(self, response: Any, record: DataRecord) -> Any:
-        self._attempt.replayed = True
+        self._attempts.current.replayed = True
         return response
 
     def _ensure(self) -> tuple[Callable[..., Response], IdempotencyConfig, _ProgressLayer]:
@@ -170,27 +205,28 @@ class IdempotencyGuard:
         return self._run, self._config, self._layer
 
     def run(
-        self, key: str, work: Work, context: LambdaContext | None, answer_by: Deadline
+        self, key: str, work: Work, context: LambdaContext | None, open_by: Deadline, answer_by: Deadline
     ) -> tuple[Response, bool]:
-        """Return (answer, replayed) by `answer_by`. Raises what `work` raises,
-        `IdempotencyAlreadyInProgressError` when a twin of this request is being delivered now, and
-        `DependencyUnavailableError` when DynamoDB kept the work from starting in time."""
+        """Return (answer, replayed) by `answer_by`. Raises what `work` raises, and
+        `IdempotencyAlreadyInProgressError` when a twin of this request is being delivered now.
+
+        A record that is not open by `open_by` (DynamoDB slow or hanging) is given up: the work
+        runs without it, as when the store fails outright."""
         run, config, layer = self._ensure()
         if context is not None:
             # In-progress records then expire with this invocation, so a killed run blocks no retry.
             config.register_lambda_context(context)
-        attempt = self._attempt = _Attempt()
+        attempt = _Attempt()
 
         def tracked() -> Response:
-            if attempt.abandoned:
+            if not attempt.start():
                 raise _Abandoned
-            attempt.started = True
             earlier = Progress.decode(layer.found) if layer.found else None
             try:
                 attempt.result = work(earlier)
             except RetryLater as exc:
                 if exc.progress:
-                    layer.keep = exc.progress.encode()
+                    layer.keep(exc.progress.encode())
                 attempt.error = exc
                 raise
             except BaseException as exc:
@@ -202,14 +238,20 @@ class IdempotencyGuard:
         finished = threading.Event()
 
         def exchange() -> None:
+            self._attempts.current = attempt
             try:
                 outcome["response"] = run(request={"events": key}, work=tracked)
             except BaseException as exc:  # handed to the caller below
                 outcome["error"] = exc
             finally:
                 finished.set()
+                attempt.moving.set()
 
         threading.Thread(target=in_thread_with_trace(exchange), name="idempotency", daemon=True).start()
+        if not attempt.moving.wait(open_by.remaining()) and attempt.abandon():
+            count("IdempotencyStoreSlow")
+            logger.warning("idempotency store too slow; delivering without it")
+            return work(None), False
         if not finished.wait(answer_by.remaining()):
             return self._late(attempt)
         error = outcome.get("error")
@@ -222,16 +264,14 @@ class IdempotencyGuard:
     @staticmethod
     def _late(attempt: _Attempt) -> tuple[Response, bool]:
         """The answer deadline came first: answer with what is known, never wait longer."""
-        attempt.abandoned = True
+        attempt.abandon()
         count("IdempotencyStoreLate")
         if attempt.result is not None:
             logger.warning("answered before the idempotency record was saved")
             return attempt.result, False
         if attempt.error is not None:
             raise attempt.error
-        if attempt.started:
-            raise DependencyUnavailableError("delivery did not finish before Segment's deadline")
-        raise DependencyUnavailableError("the idempotency store did not answer in time")
+        raise DependencyUnavailableError("delivery did not finish before Segment's deadline")
 
     @staticmethod
     def _without_store(

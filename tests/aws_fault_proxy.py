@@ -80,6 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: AwsFaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         mode = proxy.mode
+        proxy.operations.append(self.headers.get("X-Amz-Target", "").rpartition(".")[2])
         if proxy.only is not None and proxy.only not in self.headers.get("X-Amz-Target", ""):
             mode = "pass"  # a fault aimed at one operation (e.g. "UpdateItem") spares the others
         proxy.seen += 1
@@ -144,6 +145,7 @@ class AwsFaultProxy:
         self.failed = 0
         self.hang_s = 30.0
         self.only: str | None = None  # apply the mode only to this operation (X-Amz-Target part)
+        self.operations: list[str] = []  # every request's operation name (e.g. "BatchGetItem")
         self.released = threading.Event()
         self._mode: Mode = "pass"
         self._server: _Server | None = None

@@ -101,15 +101,14 @@ def default_secret() -> dict[str, Any]:
     }
 
 
-def create_idempotency_table(name: str) -> None:
+def create_tables(*names: str) -> None:
     import boto3
 
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    from devstack.tables import create_table
+
+    client = boto3.client("dynamodb")
+    for name in names:
+        create_table(client, name)
 
 
 class Stack:
@@ -119,6 +118,7 @@ class Stack:
         self.sandbox = sandbox
         self.secret_id = secret_id
         self.table = table
+        self.state_table = f"state-{table}"
 
     def rows(self, list_name: str = support.EVENTS_LIST) -> list[dict[str, Any]]:
         return list(self.sandbox.rows(support.ORG, list_name))
@@ -150,7 +150,7 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
     secret_id = f"segment-smc/test-{suffix}"
     table = f"idempotency-{suffix}"
     put_secret(secret_id, default_secret())
-    create_idempotency_table(table)
+    create_tables(table, f"state-{table}")
     sandbox_server.reset()
     seed_default(sandbox_server)
     sandbox_server.add_service_account(support.SMC_KEY, support.SMC_SECRET)
@@ -160,6 +160,7 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
         "SMC_ORGANIZATION": support.ORG,
         "SMC_SECRET_ID": secret_id,
         "IDEMPOTENCY_TABLE": table,
+        "STATE_TABLE": f"state-{table}",
     }
     for name in (
         "SMC_EVENTS_LIST",

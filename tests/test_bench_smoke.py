@@ -44,6 +44,7 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
         _worker(bench_stack, tmp_path, "latency", "--scale", "0.01", "--slow", "0.01", "--stuck", "1.0")
     )
     raw.update(_worker(bench_stack, tmp_path, "queued", "--sizes", "1,5", "--scale", "0.01"))
+    raw.update(_worker(bench_stack, tmp_path, "ordering", "--sizes", "20", "--scale", "0.01"))
     work = tmp_path / "cold"
     work.mkdir()
     raw["coldstart"] = {
@@ -60,10 +61,12 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
     assert raw["latency"]["stuck"]["status"] == 503
     assert raw["queued"]["queued"]["5"]["webhook_s"] and raw["queued"]["sync"]["5"]["end_to_end_s"]
     assert raw["memory"]["status"] == 200 and raw["memory"]["delivered"] == 20
+    assert raw["ordering"]["group_events"] == 2 and raw["ordering"]["groups_on_s"]
     summary = summarize(raw)
     results = {"machine": machine(), **summary, "raw": raw}
     results["met"] = _targets_met(results)
     text = table(results)
     assert "warm throughput" in text and "cold start" in text and "queued vs sync" in text
+    assert "order safety" in text and "ordering_added_pct_1000" in summary
     assert summary["queued_webhook_ms_1"] > 0 and summary["queued"]["5"]["end_to_end_events_per_s"] > 0
     assert summary["cold_start_ratio"] > 0 and summary["peak_rss_mb_over_idle_4000"] >= 0

@@ -81,7 +81,6 @@ def test_every_call_type_validates_with_a_full_segment_payload():
         ({"type": "track", "userId": "u", "event": "A", "messageId": 5}, "messageId"),
         ({"type": "track", "userId": "u", "event": "A", "messageId": "m" * 101}, "messageId"),
         ({"type": "track", "userId": True, "event": "A"}, "userId must be a string"),
-        ({"type": "track", "userId": "u", "event": "A", "timestamp": "yesterday"}, "timestamp"),
         ({"type": "track", "userId": "u", "event": "A", "properties": []}, "properties must be an object"),
         ({"type": "track", "userId": "u", "event": "A", "context": "x"}, "context must be an object"),
         ("not an object", "JSON object"),
@@ -106,9 +105,25 @@ def test_event_without_message_id_gets_a_stable_derived_id():
     assert derive_message_id({**raw, "event": "Other"}) != first
 
 
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ({"timestamp": "yesterday", "originalTimestamp": "2026-11-27T10:00:00Z"}, "2026-11-27T10:00:00.000Z"),
+        (
+            {"timestamp": 12, "originalTimestamp": None, "receivedAt": "2026-11-27T09:00:00Z"},
+            "2026-11-27T09:00:00.000Z",
+        ),
+        ({"timestamp": "9999-12-31T23:59:59-23:59", "originalTimestamp": "x", "receivedAt": "y"}, NOW),
+    ],
+)
+def test_an_unusable_timestamp_falls_back_to_received_at_then_to_arrival(times, expected):
+    raw = support.track(**times)
+    assert validate_event(0, raw, NOW).timestamp == expected
+
+
 def test_timestamps_are_normalised_to_utc_milliseconds():
-    assert iso_utc("2026-11-27T11:15:30.123456+01:00", "t") == "2026-11-27T10:15:30.123Z"
-    assert iso_utc("2026-11-27T10:15:30Z", "t") == "2026-11-27T10:15:30.000Z"
+    assert iso_utc("2026-11-27T11:15:30.123456+01:00") == "2026-11-27T10:15:30.123Z"
+    assert iso_utc("2026-11-27T10:15:30Z") == "2026-11-27T10:15:30.000Z"
     raw = support.track(timestamp=None, originalTimestamp=None, receivedAt=None)
     assert validate_event(0, raw, NOW).timestamp == NOW
 

@@ -273,3 +273,19 @@ def test_events_with_characters_sqs_refuses_are_enqueued_as_ascii_json(stack, qu
     message = queued.receive(visibility=0)[0]["Body"]
     assert message.isascii()
     assert json.loads(message)["events"][0]["properties"]["note"] == "bad \ud800 and \uffff chars"
+
+
+def test_the_consumer_never_applies_a_change_older_than_one_applied_since(stack, queued):
+    newer = support.group("REMOVE", userId="cust-q", timestamp="2026-11-27T11:00:00.000Z")
+    older = support.group("ADD", userId="cust-q", timestamp="2026-11-27T10:00:00.000Z")
+    invoke(api_event(support.group("ADD", userId="cust-q", timestamp="2026-11-27T09:00:00.000Z")))
+    queued.drain()
+    invoke(api_event(newer))
+    queued.drain()
+    assert "cust-q" not in {m["CUSTOMER_ID"] for m in stack.members()}
+    stack.sandbox.clear_requests_log()
+    invoke(api_event(older))  # arrives late: queued, then found stale by the consumer
+    queued.drain()
+    assert stack.smc_calls("/segments/vip/data/load") == []
+    assert "cust-q" not in {m["CUSTOMER_ID"] for m in stack.members()}
+    assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0

@@ -26,12 +26,13 @@ IAM_ACTIONS = {
     "secretsmanager:GetSecretValue",  # handler/credentials.py (Powertools parameters.get_secret)
     "dynamodb:GetItem",  # handler/idempotency.py (Powertools DynamoDBPersistenceLayer)
     "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
+    "dynamodb:UpdateItem",  # and handler/ordering.py (TransactWriteItems of Updates)
     "dynamodb:DeleteItem",
     "sqs:SendMessage",  # handler/queue.py send (queued mode only)
 }
 DELIVERY_IAM_ACTIONS = {
     "secretsmanager:GetSecretValue",
+    "dynamodb:UpdateItem",  # handler/ordering.py
     "sqs:SendMessage",  # handler/consumer.py dead letters
     "sqs:ChangeMessageVisibility",  # handler/consumer.py slows down on SMC 429
 }
@@ -135,7 +136,13 @@ def test_each_setting_comes_from_a_parameter_or_a_stack_resource(template: dict[
     from handler.settings import ENV_VARS
 
     env = function_env(template)
-    from_resources = {"SMC_SECRET_ID", "IDEMPOTENCY_TABLE", "DELIVERY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"}
+    from_resources = {
+        "SMC_SECRET_ID",
+        "IDEMPOTENCY_TABLE",
+        "STATE_TABLE",
+        "DELIVERY_QUEUE_URL",
+        "DEAD_LETTER_QUEUE_URL",
+    }
     for name in ENV_VARS:
         if name in from_resources:
             continue
@@ -143,6 +150,7 @@ def test_each_setting_comes_from_a_parameter_or_a_stack_resource(template: dict[
         assert isinstance(ref, dict) and ref.get("Ref") in template["Parameters"], name
         assert name in template["Parameters"][ref["Ref"]]["Description"], "each parameter names its variable"
     assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    assert env["STATE_TABLE"] == {"Ref": "StateTable"}
     assert env["SMC_SECRET_ID"] == {
         "Fn::If": ["CreateSecret", {"Ref": "WebhookSecret"}, {"Ref": "ExistingSecretArn"}]
     }
@@ -269,9 +277,19 @@ def test_iam_resources_are_the_stacks_own(function: dict[str, Any]) -> None:
             "Fn::If": ["CreateSecret", {"Ref": "WebhookSecret"}, {"Ref": "ExistingSecretArn"}]
         },
         "IdempotencyRecords": {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+        "OrderingRecords": {"Fn::GetAtt": ["StateTable", "Arn"]},
         "EnqueueEvents": {"Fn::GetAtt": ["DeliveryQueue", "Arn"]},
     }
     assert "*" not in json.dumps(resources)
+
+
+def test_ordering_records_are_writable_only_under_their_own_key_prefix(template: dict[str, Any]) -> None:
+    from handler.ordering import KEY_PREFIX
+
+    for name in ("WebhookFunction", "DeliveryFunction"):
+        (statement,) = [s for s in _statements(template["Resources"][name]) if s["Sid"] == "OrderingRecords"]
+        condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert condition == [f"{KEY_PREFIX}*"]
 
 
 def test_delivery_function_grants_only_what_the_consumer_calls(template: dict[str, Any]) -> None:

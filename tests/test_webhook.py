@@ -32,7 +32,8 @@ def test_group_add_then_remove_changes_static_segment_membership(stack):
     status, body, _ = invoke(api_event(add))
     assert status == 200 and body["delivered"] == 1
     assert [m["CUSTOMER_ID"] for m in stack.members()] == ["cust-1"]
-    status, body, _ = invoke(api_event(support.group("remove", userId="cust-1")))
+    remove = support.group("remove", userId="cust-1", timestamp="2026-11-27T10:16:00.000Z")  # later
+    status, body, _ = invoke(api_event(remove))
     assert status == 200 and body["delivered"] == 1
     assert stack.members() == []
 

@@ -1,0 +1,245 @@
+"""Order-safe state: a stale change never overrides a newer one (issue 11), end to end over real
+HTTP: the real lambda_handler, the ordering records in moto, the memberships in the SMC sandbox."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from sandbox import Fault
+from tests import support
+from tests.support import api_event, invoke
+
+MEMBER = "cust-ordered"
+ADD_PATH = "/segments/vip/data/load"  # POST: an ADD
+REMOVE_PATH = "/segments/vip/data"  # DELETE: a REMOVE (the ADD's path contains it too)
+
+
+def at(hour: int, minute: int = 0) -> str:
+    return f"2026-11-27T{hour:02d}:{minute:02d}:00.000Z"
+
+
+def change(method: str, when: str, **fields: Any) -> dict[str, Any]:
+    return support.group(method, userId=MEMBER, timestamp=when, **fields)
+
+
+def bearer(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return api_event(events, signature=False, bearer=support.BEARER_TOKEN)
+
+
+def redelivered(event: dict[str, Any]) -> dict[str, Any]:
+    context = {**event["requestContext"], "requestId": f"retry-{uuid.uuid4().hex[:8]}"}
+    context["timeEpoch"] = int(time.time() * 1000)
+    return {**event, "requestContext": context}
+
+
+def is_member(stack: Any) -> bool:
+    return MEMBER in {m["CUSTOMER_ID"] for m in stack.members()}
+
+
+def until_settled(request: dict[str, Any], attempts: int = 6) -> tuple[int, dict[str, Any]]:
+    """Segment's side: send `request`, and again while the answer says to retry."""
+    status, body, _ = invoke(request)
+    while status in (429, 503) and attempts > 1:
+        attempts -= 1
+        time.sleep(0.2)
+        status, body, _ = invoke(redelivered(request))
+    return status, body
+
+
+def outcome_of(body: dict[str, Any], message_id: str) -> tuple[str, str] | None:
+    found = [(f["outcome"], f["reason"]) for f in body["failures"] if f["messageId"] == message_id]
+    return found[0] if found else None
+
+
+# -- the review's three-step scenario, and its mirror ---------------------------------------------
+def test_a_retried_add_never_undoes_a_newer_remove_applied_in_between(stack):
+    add, track = change("ADD", at(10)), support.track()
+    # 1. R1's ADD is applied, but its track's load fails: R1 is answered 503
+    stack.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/segment_events/data/load"))
+    status, body, _ = invoke(bearer([add, track]))
+    assert status == 503 and is_member(stack), body
+    stack.sandbox.clear_faults()
+    # 2. R2 removes the member at 11:00
+    status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
+    assert status == 200 and body["delivered"] == 1 and not is_member(stack)
+    # 3. Segment retries R1 re-formed with other events (stream batching), so nothing remembers
+    #    it by request: the ordering record does, and the stale ADD never reaches SMC
+    stack.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([add, track, support.track()]))
+    assert status == 200, body
+    assert body["duplicate"] == 1 and body["delivered"] == 2
+    assert stack.smc_calls(ADD_PATH) == []
+    assert not is_member(stack)
+
+
+def test_the_same_request_retried_is_answered_from_its_progress_without_reapplying(stack):
+    add, track = change("ADD", at(10)), support.track()
+    stack.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/segment_events/data/load"))
+    request = bearer([add, track])
+    assert invoke(request)[0] == 503
+    stack.sandbox.clear_faults()
+    assert invoke(bearer([change("REMOVE", at(11))]))[0] == 200
+    status, body, _ = invoke(redelivered(request))
+    assert status == 200 and body["delivered"] == 2, body  # the ADD as it was settled then
+    assert not is_member(stack)
+
+
+def test_an_older_add_arriving_after_a_newer_remove_is_stale(stack):
+    assert invoke(bearer([change("ADD", at(9))]))[0] == 200  # a member to begin with
+    assert invoke(bearer([change("REMOVE", at(11))]))[0] == 200
+    older = change("ADD", at(10))
+    stack.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([older, support.track()]))
+    assert status == 200 and body["duplicate"] == 1, body
+    assert outcome_of(body, older["messageId"]) is None  # duplicates are not failures
+    assert stack.smc_calls(ADD_PATH) == [] and not is_member(stack)
+
+
+def test_an_older_remove_arriving_after_a_newer_add_is_stale(stack):
+    assert invoke(bearer([change("ADD", at(11))]))[0] == 200
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))
+    assert status == 200 and body["duplicate"] == 1, body
+    assert is_member(stack)
+
+
+def test_same_timestamp_changes_are_ordered_by_message_id(stack):
+    first = change("ADD", at(10), messageId="m-2")
+    second = change("REMOVE", at(10), messageId="m-1")  # sorts before m-2: the older of the two
+    assert invoke(bearer([first]))[0] == 200
+    status, body, _ = invoke(bearer([second]))
+    assert status == 200 and body["duplicate"] == 1 and is_member(stack)
+
+
+def test_redelivery_of_the_same_change_is_applied_again(stack):
+    add = change("ADD", at(10))
+    assert invoke(api_event(add))[0] == 200
+    status, body, _ = invoke(bearer([add, support.track()]))  # a re-formed batch holding it
+    assert status == 200 and body["delivered"] == 2 and is_member(stack)
+
+
+def test_a_change_smc_refuses_for_good_does_not_advance_the_record(stack):
+    # the user list refuses the ADD's row (a NOT NULL column the row does not fill)
+    stack.sandbox.add_fields(
+        support.ORG, "users", [{"name": "REQUIRED_NOTE", "data_type": "Text", "allow_null": False}]
+    )
+    refused = change("ADD", at(11))
+    status, body, _ = invoke(bearer([refused]))
+    assert status == 400 and body["rejected"] == 1, body
+    stack.sandbox.remove_field(support.ORG, "users", "REQUIRED_NOTE")
+    # an older change is not stale: the refused newer one never happened
+    status, body, _ = invoke(bearer([change("ADD", at(10))]))
+    assert status == 200 and body["delivered"] == 1 and is_member(stack), body
+
+
+# -- concurrent requests: the newer change wins every interleaving --------------------------------
+def race(stack: Any, first: dict[str, Any], second: dict[str, Any], delay_path: str, method: str) -> None:
+    """`first` is sent, its SMC call held for a second; `second` is sent while it is in flight.
+    Each side then behaves as Segment does (retries 429/503) until both are settled."""
+    stack.sandbox.inject(Fault(delay_s=1.0, times=1, method=method, path_contains=delay_path))
+    answers: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def send(name: str, event: dict[str, Any]) -> None:
+        answers[name] = until_settled(bearer([event]))
+
+    worker = threading.Thread(target=send, args=("first", first))
+    worker.start()
+    time.sleep(0.3)
+    send("second", second)
+    worker.join()
+    assert {status for status, _ in answers.values()} == {200}, answers
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "member"),
+    [
+        (("ADD", 10), ("REMOVE", 11), False),  # the older is in flight when the newer arrives
+        (("REMOVE", 10), ("ADD", 11), True),
+        (("REMOVE", 11), ("ADD", 10), False),  # the newer is in flight when the older arrives
+        (("ADD", 11), ("REMOVE", 10), True),
+    ],
+    ids=["older-add-in-flight", "older-remove-in-flight", "newer-remove-in-flight", "newer-add-in-flight"],
+)
+def test_concurrent_changes_of_one_member_end_with_the_newest(stack, first, second, member):
+    if first[0] == "REMOVE" or second[0] == "REMOVE":
+        invoke(bearer([change("ADD", at(8))]))  # so that a REMOVE has something to remove
+    path, method = (ADD_PATH, "POST") if first[0] == "ADD" else (REMOVE_PATH, "DELETE")
+    race(stack, change(first[0], at(first[1])), change(second[0], at(second[1])), path, method)
+    assert is_member(stack) is member
+
+
+def test_concurrent_changes_started_together_end_with_the_newest(stack):
+    invoke(bearer([change("ADD", at(8))]))
+    for _ in range(3):
+        events = [change("REMOVE", at(11)), change("ADD", at(10))]
+        threads = [threading.Thread(target=until_settled, args=(bearer([e]),)) for e in events]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not is_member(stack)
+
+
+def test_an_older_change_in_flight_that_smc_fails_is_overtaken_by_the_newer(stack):
+    invoke(bearer([change("ADD", at(8))]))
+    stack.sandbox.inject(Fault(status=503, delay_s=0.5, times=-1, method="POST", path_contains=ADD_PATH))
+    older = bearer([change("ADD", at(10))])
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(invoke(older)[0]))
+    worker.start()
+    time.sleep(0.2)
+    status, body = until_settled(bearer([change("REMOVE", at(11))]))
+    worker.join()
+    stack.sandbox.clear_faults()
+    assert result == [503] and status == 200, body
+    status, body, _ = invoke(redelivered(older))  # Segment's retry of the older ADD: stale now
+    assert status == 200 and body["duplicate"] == 1
+    assert not is_member(stack)
+
+
+# -- costs and fallbacks ---------------------------------------------------------------------------
+def test_changes_are_read_in_one_batch_and_claimed_in_one_transaction_per_hundred(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    for index in range(150):
+        stack.sandbox.add_segment(support.ORG, "users", f"seg_{index:03d}")
+    events = [support.group("ADD", segment=f"seg_{i:03d}", timestamp=at(10)) for i in range(150)]
+    proxy.operations.clear()
+    status, body, _ = invoke(bearer(events))
+    assert status == 200 and body["delivered"] == 150, body
+    deadline = time.monotonic() + 10
+    while proxy.operations.count("TransactWriteItems") < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the leases are released in the background, after the answer
+    ops = proxy.operations
+    assert ops.count("BatchGetItem") == 2  # 100 + 50 records
+    assert ops.count("TransactWriteItems") == 4  # claims (100 + 50), then releases (100 + 50)
+
+
+def test_rows_that_overwrite_nothing_never_touch_the_ordering_records(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    proxy.operations.clear()
+    events = [support.track(), support.identify(), support.page(), support.delete(userId="gone")]
+    status, _, _ = invoke(bearer(events))
+    assert status == 200
+    assert sorted(proxy.operations) == ["PutItem", "UpdateItem"]  # the idempotency record only
+
+
+def test_ordering_store_down_applies_the_change_unordered_and_counts_it(stack, aws_proxy, capsys):
+    proxy = aws_proxy("dynamodb")
+    proxy.only = "BatchGetItem"  # the ordering records; the idempotency record still works
+    proxy.set_mode("error")
+    capsys.readouterr()
+    status, body, _ = invoke(bearer([change("ADD", at(10))]))
+    assert status == 200 and body["delivered"] == 1 and is_member(stack)
+    assert '"OrderingStoreUnavailable":[1.0]' in capsys.readouterr().out
+
+
+def test_ordering_is_off_without_a_state_table(stack, monkeypatch):
+    monkeypatch.setenv("STATE_TABLE", "")
+    stack.set_env()
+    assert invoke(bearer([change("ADD", at(11))]))[0] == 200
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))
+    assert status == 200 and body["delivered"] == 1 and not is_member(stack)  # today's behaviour
