@@ -88,7 +88,7 @@ build-WebhookFunction build-DeliveryFunction:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
 		|| { echo "python3.13 is needed to precompile for the python3.13 runtime (found $(PYTHON))"; exit 1; }
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-compile $(LAMBDA_PIP_PLATFORM) \
-		-r handler/requirements.txt --target "$(ARTIFACTS)"
+		--require-hashes -r handler/requirements.lock --target "$(ARTIFACTS)"
 	cd "$(ARTIFACTS)" && for pkg in $(RUNTIME_PROVIDED); do rm -rf "$$pkg" "$$pkg"-*.dist-info; done
 	rm -rf "$(ARTIFACTS)/bin"
 	mkdir -p "$(ARTIFACTS)/handler"
@@ -108,6 +108,32 @@ events: $(STAMP)
 dashboard: $(STAMP)
 	$(BIN)/python -m scripts.dashboard
 # --- end SAM ---
+
+# --- dependency locks ---
+# Each lock pins every package with its hashes, resolved by uv (a dev dependency) from the file
+# beside it for the Lambda platform: handler/requirements.lock (what the artifact ships) from the
+# ranges in handler/requirements.txt. The hashes cover every wheel of each pinned release, so a
+# lock installs on arm64 and on this machine alike.
+# `make lock` regenerates them, keeping each pin the ranges still allow (LOCK_ARGS=--upgrade takes
+# the newest releases); `make lock-check` (CI) fails when a lock no longer matches its ranges.
+LOCKS := handler/requirements.lock
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.13 \
+	--python-platform aarch64-manylinux_2_28 --only-binary :all: --custom-compile-command "make lock"
+LOCK_ARGS ?=
+
+.PHONY: lock lock-check
+
+lock: $(STAMP)
+	for lock in $(LOCKS); do $(UV_COMPILE) $(LOCK_ARGS) "$${lock%.lock}.txt" -o "$$lock" || exit 1; done
+
+# Regenerated from a copy of each lock (so its pins are kept where the ranges allow): any difference
+# means the ranges moved on without the lock.
+lock-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && for lock in $(LOCKS); do \
+		cp "$$lock" "$$tmp/lock" && $(UV_COMPILE) "$${lock%.lock}.txt" -o "$$tmp/lock" || exit 1; \
+		diff -u "$$lock" "$$tmp/lock" || { echo "$$lock is stale against $${lock%.lock}.txt: run make lock"; exit 1; }; \
+	done; echo "locks up to date: $(LOCKS)"
+# --- end dependency locks ---
 
 # --- bench ---
 # Performance suite (docs/performance.md): the product against same-run baselines; results in
