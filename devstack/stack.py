@@ -34,6 +34,28 @@ POWERTOOLS_ENV = {
 }
 
 
+def aws_env(endpoint: str) -> dict[str, str]:
+    """How the function reaches the AWS emulator: its endpoint and throw-away credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def function_settings(
+    example: dict[str, str], smc_url: str, secret_id: str, table: str, *, loopback_smc: bool
+) -> dict[str, str]:
+    """The function's own variables: the template's Powertools ones, the example settings
+    (`devstack.examples.example_env`), and where SMC, the secret and the table are."""
+    env = {**POWERTOOLS_ENV, **example, "SMC_ADMIN_URL": smc_url}
+    env.update({"SMC_SECRET_ID": secret_id, "IDEMPOTENCY_TABLE": table})
+    if loopback_smc:
+        env["SMC_EXTRA_ALLOWED_HOSTS"] = HOST
+    return env
+
+
 @dataclass(slots=True)
 class RealSmc:
     """A real SMC tenant instead of the sandbox."""
@@ -113,16 +135,8 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call on the terminal
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.config.moto_port, verbose=False)
         self._moto.start()
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": f"http://{HOST}:{self.config.moto_port}",
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        os.environ.update(aws_env(f"http://{HOST}:{self.config.moto_port}"))
+        os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             os.environ.pop(name, None)  # never a real account
         import boto3
@@ -161,10 +175,9 @@ class LocalStack:
         return str(sandbox.base_url)
 
     def _configure_function(self, smc_url: str) -> None:
-        env = {**POWERTOOLS_ENV, **self.env, "SMC_ADMIN_URL": smc_url}
-        env.update({"SMC_SECRET_ID": SECRET_ID, "IDEMPOTENCY_TABLE": TABLE})
-        if self.config.real_smc is None:
-            env["SMC_EXTRA_ALLOWED_HOSTS"] = HOST
+        env = function_settings(
+            self.env, smc_url, SECRET_ID, TABLE, loopback_smc=self.config.real_smc is None
+        )
         os.environ.update(env)
         from handler.settings import SettingsError, load_settings
 
