@@ -143,6 +143,7 @@ lock-check: $(STAMP)
 # `make lambda-test` runs tests/test_lambda_artifact.py: the artifact, built by the recipe above for
 # this machine (LAMBDA_ARCH), in a clean python3.13 with only the runtime's packages
 # (LAMBDA_RUNTIME_DIR, from devstack/lambda-runtime.lock) under awslambdaric; `make test` runs it too.
+# `make run ARTIFACT=1` serves that artifact behind the local stack.
 HOST_ARCH := $(shell uname -m | sed 's/^arm64$$/aarch64/')
 LAMBDA_RUNTIME_DIR := .lambda-runtime
 LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME_DIR)/.installed
@@ -180,10 +181,13 @@ bench: $(STAMP)
 # docs/operating.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
 # Ports: LOCAL_FRONT_PORT (3000), LOCAL_SMC_PORT (8899), LOCAL_AWS_PORT (5005); a real SMC tenant:
 # LOCAL_SMC_ADMIN_URL, LOCAL_SMC_ORGANIZATION, LOCAL_SMC_API_KEY, LOCAL_SMC_API_SECRET.
+# `make run ARTIFACT=1` builds the artifact (lambda-artifact) and serves it under awslambdaric
+# instead of calling the working tree's handler in-process.
 .PHONY: run demo
+RUN_ARTIFACT := $(filter 1,$(ARTIFACT))
 
-run: $(STAMP)
-	$(BIN)/python -m devstack run
+run: $(STAMP) $(if $(RUN_ARTIFACT),lambda-artifact lambda-runtime)
+	$(BIN)/python -m devstack run $(if $(RUN_ARTIFACT),--artifact "$(LAMBDA_ARTIFACT_DIR)" --runtime-dir "$(LAMBDA_RUNTIME_DIR)")
 
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo
