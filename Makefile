@@ -62,8 +62,11 @@ SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
 SAM := PATH=$(dir $(PYTHON)):$$PATH SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 SAM_BUILD_DIR := .aws-sam/build/WebhookFunction
 # The Lambda runtime is arm64 on Amazon Linux 2023 (glibc 2.34): wheels are chosen for it whatever
-# this machine is.
-LAMBDA_PIP_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --only-binary=:all: --python-version 3.13 --implementation cp
+# this machine is. LAMBDA_ARCH is the one knob of the recipe: `make lambda-artifact` sets it to this
+# machine's architecture so the same artifact, built the same way, can run here.
+DEPLOY_ARCH := aarch64
+LAMBDA_ARCH ?= $(DEPLOY_ARCH)
+LAMBDA_PIP_PLATFORM = --platform manylinux2014_$(LAMBDA_ARCH) --platform manylinux_2_28_$(LAMBDA_ARCH) --only-binary=:all: --python-version 3.13 --implementation cp
 # Shipped by the python3.13 runtime: not packaged (jmespath stays: Powertools needs it, and bundling it is cheap).
 RUNTIME_PROVIDED := boto3 botocore s3transfer
 
@@ -88,7 +91,7 @@ build-WebhookFunction build-DeliveryFunction:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' \
 		|| { echo "python3.13 is needed to precompile for the python3.13 runtime (found $(PYTHON))"; exit 1; }
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-compile $(LAMBDA_PIP_PLATFORM) \
-		-r handler/requirements.txt --target "$(ARTIFACTS)"
+		--require-hashes -r handler/requirements.lock --target "$(ARTIFACTS)"
 	cd "$(ARTIFACTS)" && for pkg in $(RUNTIME_PROVIDED); do rm -rf "$$pkg" "$$pkg"-*.dist-info; done
 	rm -rf "$(ARTIFACTS)/bin"
 	mkdir -p "$(ARTIFACTS)/handler"
@@ -109,6 +112,62 @@ dashboard: $(STAMP)
 	$(BIN)/python -m scripts.dashboard
 # --- end SAM ---
 
+# --- dependency locks ---
+# Each lock pins every package with its hashes, resolved by uv (a dev dependency) from the file
+# beside it for the Lambda platform: handler/requirements.lock (what the artifact ships) from the
+# ranges in handler/requirements.txt, devstack/lambda-runtime.lock (the runtime's own packages, for
+# `make lambda-test`) from devstack/lambda-runtime.txt. The hashes cover every wheel of each pinned
+# release, so the locks install on arm64 and on this machine alike.
+# `make lock` regenerates them, keeping each pin the ranges still allow (LOCK_ARGS=--upgrade takes
+# the newest releases); `make lock-check` (CI) fails when a lock no longer matches its ranges.
+LOCKS := handler/requirements.lock devstack/lambda-runtime.lock
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.13 \
+	--python-platform $(DEPLOY_ARCH)-manylinux_2_28 --only-binary :all: --custom-compile-command "make lock"
+LOCK_ARGS ?=
+
+.PHONY: lock lock-check
+
+lock: $(STAMP)
+	for lock in $(LOCKS); do $(UV_COMPILE) $(LOCK_ARGS) "$${lock%.lock}.txt" -o "$$lock" || exit 1; done
+
+# Regenerated from a copy of each lock (so its pins are kept where the ranges allow): any difference
+# means the ranges moved on without the lock.
+lock-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && for lock in $(LOCKS); do \
+		cp "$$lock" "$$tmp/lock" && $(UV_COMPILE) "$${lock%.lock}.txt" -o "$$tmp/lock" || exit 1; \
+		diff -u "$$lock" "$$tmp/lock" || { echo "$$lock is stale against $${lock%.lock}.txt: run make lock"; exit 1; }; \
+	done; echo "locks up to date: $(LOCKS)"
+# --- end dependency locks ---
+
+# --- the artifact under the Lambda runtime client ---
+# `make lambda-test` runs tests/test_lambda_artifact.py: the artifact, built by the recipe above for
+# this machine (LAMBDA_ARCH), in a clean python3.13 with only the runtime's packages
+# (LAMBDA_RUNTIME_DIR, from devstack/lambda-runtime.lock) under awslambdaric; `make test` runs it too.
+# `make run ARTIFACT=1` serves that artifact behind the local stack.
+HOST_ARCH := $(shell uname -m | sed 's/^arm64$$/aarch64/')
+LAMBDA_RUNTIME_DIR := .lambda-runtime
+LAMBDA_RUNTIME_STAMP := $(LAMBDA_RUNTIME_DIR)/.installed
+LAMBDA_ARTIFACT_DIR ?= build/lambda-$(HOST_ARCH)
+
+.PHONY: lambda-runtime lambda-artifact lambda-test
+
+$(LAMBDA_RUNTIME_STAMP): devstack/lambda-runtime.lock
+	rm -rf "$(LAMBDA_RUNTIME_DIR)"
+	$(PYTHON) -m pip install -q --disable-pip-version-check --only-binary=:all: \
+		--require-hashes -r devstack/lambda-runtime.lock --target "$(LAMBDA_RUNTIME_DIR)"
+	touch $@
+
+lambda-runtime: $(LAMBDA_RUNTIME_STAMP)
+
+# From an empty folder, as sam build does: nothing of an earlier build can hide a missing file.
+lambda-artifact:
+	rm -rf "$(LAMBDA_ARTIFACT_DIR)"
+	$(MAKE) --no-print-directory build-WebhookFunction ARTIFACTS_DIR="$(LAMBDA_ARTIFACT_DIR)" LAMBDA_ARCH=$(HOST_ARCH)
+
+lambda-test: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_lambda_artifact.py
+# --- end the artifact under the Lambda runtime client ---
+
 # --- bench ---
 # Performance suite (docs/performance.md): the product against same-run baselines; results in
 # bench/results.json. BENCH_ARGS=--quick for a short smoke run, BENCH_ARGS="--only throughput" for one part.
@@ -122,10 +181,13 @@ bench: $(STAMP)
 # docs/operating.md. `make run` holds the terminal until Ctrl-C; `make demo` talks to it from another one.
 # Ports: LOCAL_FRONT_PORT (3000), LOCAL_SMC_PORT (8899), LOCAL_AWS_PORT (5005); a real SMC tenant:
 # LOCAL_SMC_ADMIN_URL, LOCAL_SMC_ORGANIZATION, LOCAL_SMC_API_KEY, LOCAL_SMC_API_SECRET.
+# `make run ARTIFACT=1` builds the artifact (lambda-artifact) and serves it under awslambdaric
+# instead of calling the working tree's handler in-process.
 .PHONY: run demo
+RUN_ARTIFACT := $(filter 1,$(ARTIFACT))
 
-run: $(STAMP)
-	$(BIN)/python -m devstack run
+run: $(STAMP) $(if $(RUN_ARTIFACT),lambda-artifact lambda-runtime)
+	$(BIN)/python -m devstack run $(if $(RUN_ARTIFACT),--artifact "$(LAMBDA_ARTIFACT_DIR)" --runtime-dir "$(LAMBDA_RUNTIME_DIR)")
 
 demo: $(STAMP)
 	$(BIN)/python -m devstack demo

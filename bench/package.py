@@ -4,13 +4,13 @@ otherwise the same recipe (Makefile `build-WebhookFunction`) reproduced into a t
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.env import ROOT
+from devstack.artifact import make
 from scripts.check_build import artifact_size
 
 SAM_BUILD = ROOT / ".aws-sam" / "build" / "WebhookFunction"
@@ -19,13 +19,7 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # shipped by the python3
 
 def build(target: Path) -> None:
     """The Makefile's own `build-WebhookFunction` recipe (what `sam build` runs), into `target`."""
-    subprocess.run(
-        ["make", "--no-print-directory", "build-WebhookFunction", f"ARTIFACTS_DIR={target}"],
-        cwd=ROOT,
-        check=True,
-        timeout=600,
-        stdout=subprocess.DEVNULL,
-    )
+    make("build-WebhookFunction", ARTIFACTS_DIR=str(target))
 
 
 def _digest(path: Path) -> str:

@@ -6,7 +6,9 @@ each request into the API Gateway HTTP API v2 event and calls the real `handler.
 in-process. `python -m devstack demo` (`make demo`) sends the `events/` cases through it.
 
 Modules: `examples` (the example secret and settings), `state` (ports, lock and state file),
-`front` (HTTP → v2 event → handler → HTTP), `stack` (start, seed, serve, stop), `demo`.
+`front` (HTTP → v2 event → handler → HTTP), `stack` (start, seed, serve, stop), `demo`, and the
+built artifact run as Lambda runs it: `artifact` (the awslambdaric process, `make lambda-test`)
+behind `runtime_api` (the Lambda Runtime API).
 """
 
 from __future__ import annotations

@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override one of the function's settings, e.g. --env SMC_ALLOWED_EVENTS='*'; repeatable",
     )
+    run.add_argument(
+        "--artifact",
+        type=Path,
+        help="serve this built artifact under awslambdaric instead of the working tree (make run ARTIFACT=1)",
+    )
+    run.add_argument(
+        "--runtime-dir", type=Path, help="the Lambda runtime's packages for --artifact (make lambda-runtime)"
+    )
     demo = commands.add_parser("demo", parents=[state], help="send the events/ cases to the running stack")
     demo.add_argument("--events-dir", type=Path, help="where cases.json and the event files are")
     return parser
@@ -95,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         log_file=args.log_file,
         real_smc=real,
         env_overrides=overrides,
+        artifact=args.artifact,
+        runtime_dir=args.runtime_dir,
     )
     stack = LocalStack(config)
     stack.catch_signals()

@@ -29,9 +29,11 @@ from devstack import ROUTE
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # HTTP API's request payload limit
 FUNCTION_TIMEOUT_MS = 10_000  # template.yaml: Timeout 10
+FUNCTION_MEMORY_MB = 512  # template.yaml: MemorySize 512
 FUNCTION_NAME = "segment-smc-destination-local-WebhookFunction"
 API_ID = "local"
 ACCOUNT_ID = "123456789012"
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{FUNCTION_NAME}"
 Invoke = Callable[[dict[str, Any], Any], Any]
 
 
@@ -42,8 +44,8 @@ class LambdaContextStandIn:
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_name: str = FUNCTION_NAME
     function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{FUNCTION_NAME}"
+    memory_limit_in_mb: int = FUNCTION_MEMORY_MB
+    invoked_function_arn: str = FUNCTION_ARN
     log_group_name: str = f"/aws/lambda/{FUNCTION_NAME}"
     log_stream_name: str = "local"
     timeout_ms: int = FUNCTION_TIMEOUT_MS

@@ -3,6 +3,8 @@
 Order: lock the state folder, check the ports, start moto (create the secret and the idempotency
 table), start and seed the SMC sandbox (unless a real SMC tenant is configured), point the
 function's environment at them, start the front, then publish `stack.json` and print where to look.
+The front calls the handler in-process, or, with `StackConfig.artifact` (`make run ARTIFACT=1`),
+the built artifact running under awslambdaric in its own process (`devstack.artifact`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from types import FrameType
 from typing import Any, TextIO
 
 from devstack import HOST, ROUTE
+from devstack.artifact import RUNTIME_DIR, ArtifactFunction, FunctionConfig
 from devstack.examples import STATIC_SEGMENT, USERS_LIST, example_env, example_secret
+from devstack.front import Invoke
 from devstack.state import Port, StackError, StackLock, check_ports
 from devstack.tables import create_table
 
@@ -34,6 +38,29 @@ POWERTOOLS_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "SegmentSmcDestination",
     "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon on a laptop
 }
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    """How the function reaches the AWS emulator: its endpoint and throw-away credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def function_settings(
+    example: dict[str, str], smc_url: str, secret_id: str, tables: tuple[str, str], *, loopback_smc: bool
+) -> dict[str, str]:
+    """The function's own variables: the template's Powertools ones, the example settings
+    (`devstack.examples.example_env`), and where SMC, the secret and the tables (idempotency,
+    state) are."""
+    env = {**POWERTOOLS_ENV, **example, "SMC_ADMIN_URL": smc_url}
+    env.update({"SMC_SECRET_ID": secret_id, "IDEMPOTENCY_TABLE": tables[0], "STATE_TABLE": tables[1]})
+    if loopback_smc:
+        env["SMC_EXTRA_ALLOWED_HOSTS"] = HOST
+    return env
 
 
 @dataclass(slots=True)
@@ -57,6 +84,8 @@ class StackConfig:
     log_file: Path | None = None  # None: <state dir>/function.log
     real_smc: RealSmc | None = None
     env_overrides: dict[str, str] = field(default_factory=dict)
+    artifact: Path | None = None  # a built artifact to serve under awslambdaric instead of the source tree
+    runtime_dir: Path | None = None  # the runtime's packages for it (None: `devstack.artifact.RUNTIME_DIR`)
 
 
 class LocalStack:
@@ -73,6 +102,8 @@ class LocalStack:
         self._moto: Any = None
         self._sandbox: Any = None
         self._front: Any = None
+        self._function: ArtifactFunction | None = None  # the artifact's environment, when serving one
+        self._function_env: dict[str, str] = {}
         self._log: TextIO | None = None
         self._log_handler: logging.StreamHandler[Any] | None = None
         self._log_stream: Any = None
@@ -115,16 +146,8 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call on the terminal
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.config.moto_port, verbose=False)
         self._moto.start()
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": f"http://{HOST}:{self.config.moto_port}",
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": REGION,
-                "AWS_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        os.environ.update(aws_env(self._aws_endpoint))
+        os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             os.environ.pop(name, None)  # never a real account
         import boto3
@@ -159,11 +182,15 @@ class LocalStack:
         sandbox.add_segment(org, USERS_LIST, STATIC_SEGMENT, "Static", name="VIP")
         return str(sandbox.base_url)
 
+    @property
+    def _aws_endpoint(self) -> str:
+        return f"http://{HOST}:{self.config.moto_port}"
+
     def _configure_function(self, smc_url: str) -> None:
-        env = {**POWERTOOLS_ENV, **self.env, "SMC_ADMIN_URL": smc_url}
-        env.update({"SMC_SECRET_ID": SECRET_ID, "IDEMPOTENCY_TABLE": TABLE, "STATE_TABLE": STATE_TABLE})
-        if self.config.real_smc is None:
-            env["SMC_EXTRA_ALLOWED_HOSTS"] = HOST
+        env = function_settings(
+            self.env, smc_url, SECRET_ID, (TABLE, STATE_TABLE), loopback_smc=self.config.real_smc is None
+        )
+        self._function_env = env
         os.environ.update(env)
         from handler.settings import SettingsError, load_settings
 
@@ -174,20 +201,43 @@ class LocalStack:
 
     def _start_front(self) -> None:
         from devstack.front import FrontServer
+
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log = self.log_path.open("a", encoding="utf-8", buffering=1)
+        artifact = self.config.artifact
+        invoke = self._start_function(artifact, log) if artifact else self._in_process_function(log)
+        self._front = FrontServer(HOST, self.config.front_port, invoke, self.out, log)
+        threading.Thread(
+            target=self._front.serve_forever, kwargs={"poll_interval": 0.05}, name="front", daemon=True
+        ).start()
+
+    def _in_process_function(self, log: TextIO) -> Invoke:
+        """The source tree's handler, in this process; its JSON log lines go to `log`."""
         from handler.app import lambda_handler, reset_runtime
         from handler.observability import logger
 
         reset_runtime()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("a", encoding="utf-8", buffering=1)
         handler = logger.registered_handler
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             self._log_handler = handler
-            self._log_stream = handler.setStream(self._log)  # JSON lines, as CloudWatch gets them
-        self._front = FrontServer(HOST, self.config.front_port, lambda_handler, self.out, self._log)
-        threading.Thread(
-            target=self._front.serve_forever, kwargs={"poll_interval": 0.05}, name="front", daemon=True
-        ).start()
+            self._log_stream = handler.setStream(log)  # JSON lines, as CloudWatch gets them
+        invoke: Invoke = lambda_handler  # Powertools' decorators leave it untyped
+        return invoke
+
+    def _start_function(self, artifact: Path, log: TextIO) -> Invoke:
+        """The built artifact under awslambdaric; everything its process prints goes to `log`."""
+        if not (artifact / "handler" / "app.py").is_file():
+            raise StackError(f"{artifact} holds no built function: `make run ARTIFACT=1` builds it")
+        settings = {**aws_env(self._aws_endpoint), **self._function_env}
+        self._function = function = ArtifactFunction(
+            artifact,
+            settings,
+            log,
+            runtime_dir=self.config.runtime_dir or RUNTIME_DIR,
+            config=FunctionConfig(region=REGION),
+        )
+        function.start()
+        return function.call
 
     # -- describe ------------------------------------------------------------------------------
     @property
@@ -210,6 +260,7 @@ class LocalStack:
             "log_file": str(self.log_path),
             "secret_id": SECRET_ID,
             "table": TABLE,
+            "artifact": str(self.config.artifact) if self.config.artifact else None,
         }
 
     def banner(self) -> str:
@@ -237,6 +288,7 @@ class LocalStack:
         lines += [
             f"  AWS emulator   {info['aws_endpoint']}   (moto: secret {SECRET_ID}, tables {TABLE} and",
             f"                 {STATE_TABLE})",
+            f"  Function       {self._function_description(info['artifact'])}",
             f"  Function log   {self.log_path}   (JSON lines and metrics, as CloudWatch gets them)",
             "",
             "  Try it:  make demo",
@@ -246,6 +298,12 @@ class LocalStack:
             "  Stop:    Ctrl-C",
         ]
         return "\n".join(lines)
+
+    @staticmethod
+    def _function_description(artifact: str | None) -> str:
+        if artifact is None:
+            return "handler/ of the working tree, in-process (make run ARTIFACT=1: the built artifact)"
+        return f"the built artifact {artifact}, under awslambdaric in its own python3.13 process"
 
     # -- run and stop --------------------------------------------------------------------------
     def catch_signals(self) -> None:
@@ -268,6 +326,9 @@ class LocalStack:
         if front is not None:
             front.shutdown()
             front.server_close()
+        function, self._function = self._function, None
+        if function is not None:
+            function.stop()
         sandbox, self._sandbox = self._sandbox, None
         if sandbox is not None:
             sandbox.stop()

@@ -7,6 +7,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,6 +81,23 @@ def sandbox_server() -> Iterator[Any]:
     sandbox.start()
     yield sandbox
     sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def lambda_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The artifact, built once per run by `sam build`'s recipe for this machine's architecture,
+    outside the repository (`make lambda-artifact`)."""
+    from devstack.artifact import build_artifact
+
+    return build_artifact(tmp_path_factory.mktemp("lambda") / "task")
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime() -> Path:
+    """The Lambda runtime's own packages (SDK, awslambdaric), as `make lambda-runtime` installs them."""
+    from devstack.artifact import install_runtime
+
+    return install_runtime()
 
 
 def put_secret(secret_id: str, value: dict[str, Any]) -> None:

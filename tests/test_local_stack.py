@@ -184,6 +184,34 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
             sock.bind(("127.0.0.1", port))
 
 
+def test_the_built_artifact_serves_every_demo_case_when_the_stack_starts_with_artifact(
+    tmp_path: Path, lambda_artifact: Path, lambda_runtime: Path
+) -> None:
+    # Given the stack started as `make run ARTIFACT=1` starts it
+    stack = start_stack(tmp_path, "--artifact", str(lambda_artifact), "--runtime-dir", str(lambda_runtime))
+    try:
+        assert stack.state["artifact"] == str(lambda_artifact)
+        # When the demo sends every case through it
+        demo = [sys.executable, "-m", "devstack", "demo", "--state-dir", str(tmp_path)]
+        result = subprocess.run(demo, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        code, out, err = stack.interrupt()
+    # Then the artifact, under awslambdaric, gives every expected answer, and stops with the stack
+    cases = json.loads((EVENTS / "cases.json").read_text())
+    assert f"All {len(cases)} answers are the expected ones." in result.stdout, result.stdout + result.stderr
+    assert code == 0 and "under awslambdaric" in out, err
+    log = Path(stack.state["log_file"]).read_text()
+    assert '"message":"request settled"' in log and "Traceback" not in log
+
+
+def test_the_stack_stops_with_the_command_that_builds_the_artifact_when_the_artifact_folder_is_empty(
+    tmp_path: Path,
+) -> None:
+    command = [*start_command(tmp_path / "state"), "--artifact", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "make run ARTIFACT=1" in result.stderr, result.stderr
+
+
 def test_pointing_at_a_real_tenant_is_one_setting(tmp_path: Path, sandbox_server: Any) -> None:
     # Given an "SMC tenant" elsewhere (the test session's sandbox stands in for it)
     from sandbox import seed_default
