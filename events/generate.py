@@ -60,6 +60,24 @@ ENV_VARS = {
     "DELIVERY_QUEUE_URL": "",
     "DEAD_LETTER_QUEUE_URL": "",
     "MAX_RECEIVES": "5",
+    # Profiles on the sandbox's user list `users` (keyed on CUSTOMER_ID), Engage audiences as its
+    # static segments, and one transactional journey.
+    "SMC_PROFILE_LIST": "users",
+    "SMC_PROFILE_KEY": "CUSTOMER_ID",
+    "SMC_PROFILE_FIELDS": json.dumps(
+        {
+            "MAIL": "traits.email",
+            "FIRSTNAME": "traits.firstName",
+            "CITY": "traits.address.city",
+            "LOCALE": "context.locale",
+        },
+        separators=(",", ":"),
+    ),
+    "SMC_PROFILE_MODE": "InsertAndUpdate",
+    "SMC_AUDIENCES": "true",
+    "SMC_TRANSACTIONAL_EVENTS": json.dumps({"Order Completed": "order_confirmation"}, separators=(",", ":")),
+    "SMC_TRANSACTIONAL_LANGUAGE": "EN",
+    "SMC_DELETE_PROFILES": "true",
     "POWERTOOLS_LOG_LEVEL": "DEBUG",
 }
 

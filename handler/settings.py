@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,6 +35,14 @@ DELIVERY_MODE = "DELIVERY_MODE"
 DELIVERY_QUEUE_URL = "DELIVERY_QUEUE_URL"
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 MAX_RECEIVES = "MAX_RECEIVES"
+SMC_PROFILE_LIST = "SMC_PROFILE_LIST"
+SMC_PROFILE_KEY = "SMC_PROFILE_KEY"
+SMC_PROFILE_FIELDS = "SMC_PROFILE_FIELDS"
+SMC_PROFILE_MODE = "SMC_PROFILE_MODE"
+SMC_AUDIENCES = "SMC_AUDIENCES"
+SMC_TRANSACTIONAL_EVENTS = "SMC_TRANSACTIONAL_EVENTS"
+SMC_TRANSACTIONAL_LANGUAGE = "SMC_TRANSACTIONAL_LANGUAGE"
+SMC_DELETE_PROFILES = "SMC_DELETE_PROFILES"
 
 ENV_VARS: tuple[str, ...] = (
     SMC_ADMIN_URL,
@@ -55,16 +65,47 @@ ENV_VARS: tuple[str, ...] = (
     DELIVERY_QUEUE_URL,
     DEAD_LETTER_QUEUE_URL,
     MAX_RECEIVES,
+    SMC_PROFILE_LIST,
+    SMC_PROFILE_KEY,
+    SMC_PROFILE_FIELDS,
+    SMC_PROFILE_MODE,
+    SMC_AUDIENCES,
+    SMC_TRANSACTIONAL_EVENTS,
+    SMC_TRANSACTIONAL_LANGUAGE,
+    SMC_DELETE_PROFILES,
 )
 
 SMC_HOST_SUFFIXES = (".slgnt.us", ".slgnt.eu")
 DeliveryMode = Literal["sync", "queued"]
+ProfileMode = Literal["InsertAndUpdate", "OnlyUpdate"]
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{2,8})?")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profiles:
+    """Profiles, audiences and transactional messages on the SMC user list (`SMC_PROFILE_*`)."""
+
+    list_name: str
+    key: str  # the business-key column, matched to Segment's userId
+    fields: tuple[tuple[str, tuple[str, ...]], ...]  # (column, dotted path split) in setting order
+    mode: ProfileMode = "InsertAndUpdate"
+    audiences: bool = True
+    transactional: tuple[tuple[str, str], ...] = ()  # (track event name, journey api name)
+    language: str = ""  # for a transactional event that carries none
+    delete_profiles: bool = True
+
+    def journey_for(self, event_name: str) -> str | None:
+        """The transactional journey a track event triggers, if any."""
+        for name, journey in self.transactional:
+            if name == event_name:
+                return journey
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +131,7 @@ class Settings:
     delivery_queue_url: str = ""
     dead_letter_queue_url: str = ""
     max_receives: int = 5
+    profiles: Profiles | None = None  # None: SMC_PROFILE_LIST is empty
 
     def track_allowed(self, event_name: str) -> bool:
         """Whether a track event passes the `SMC_ALLOWED_EVENTS` allowlist."""
@@ -174,6 +216,68 @@ def validate_admin_url(raw: str, extra_hosts: frozenset[str]) -> str:
     return f"{parts.scheme}://{netloc}/Portal/Api"
 
 
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, str]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a JSON object") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise SettingsError(f"{name} must be a JSON object of non-empty strings")
+    return value
+
+
+def _api_name(env: Mapping[str, str], name: str, value: str, what: str) -> str:
+    if not is_api_name(value):
+        raise SettingsError(f"{name}: {what} {value!r} is not an SMC api name (letters, digits, _ or -)")
+    return value
+
+
+def _profiles(env: Mapping[str, str]) -> Profiles | None:
+    list_name = env.get(SMC_PROFILE_LIST, "").strip()
+    if not list_name:
+        return None
+    _api_name(env, SMC_PROFILE_LIST, list_name, "list")
+    key = _api_name(env, SMC_PROFILE_KEY, _required(env, SMC_PROFILE_KEY), "column")
+    fields: list[tuple[str, tuple[str, ...]]] = []
+    for column, path in _json_object(env, SMC_PROFILE_FIELDS).items():
+        _api_name(env, SMC_PROFILE_FIELDS, column, "column")
+        if column.upper() == key.upper():
+            raise SettingsError(f"{SMC_PROFILE_FIELDS}: {column} is {SMC_PROFILE_KEY}, always userId")
+        parts = tuple(path.split("."))
+        if not all(part.strip() for part in parts):
+            raise SettingsError(
+                f"{SMC_PROFILE_FIELDS}: the path of {column} must be dotted names, got {path!r}"
+            )
+        fields.append((column, parts))
+    mode = env.get(SMC_PROFILE_MODE, "").strip() or "InsertAndUpdate"
+    if mode not in ("InsertAndUpdate", "OnlyUpdate"):
+        raise SettingsError(f"{SMC_PROFILE_MODE} must be InsertAndUpdate or OnlyUpdate, got {mode!r}")
+    transactional = tuple(
+        (event, _api_name(env, SMC_TRANSACTIONAL_EVENTS, journey, "journey"))
+        for event, journey in _json_object(env, SMC_TRANSACTIONAL_EVENTS).items()
+    )
+    language = env.get(SMC_TRANSACTIONAL_LANGUAGE, "").strip()
+    if language and not _LANGUAGE.fullmatch(language):
+        raise SettingsError(
+            f"{SMC_TRANSACTIONAL_LANGUAGE} must be a language code such as EN, got {language!r}"
+        )
+    return Profiles(
+        list_name=list_name,
+        key=key,
+        fields=tuple(fields),
+        mode="OnlyUpdate" if mode == "OnlyUpdate" else "InsertAndUpdate",
+        audiences=_bool(env, SMC_AUDIENCES, True),
+        transactional=transactional,
+        language=language,
+        delete_profiles=_bool(env, SMC_DELETE_PROFILES, True),
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad variable."""
     env = os.environ if env is None else env
@@ -213,6 +317,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_queue_url=queue_url,
         dead_letter_queue_url=env.get(DEAD_LETTER_QUEUE_URL, "").strip(),
         max_receives=_int(env, MAX_RECEIVES, 5, 1, 1000),
+        profiles=_profiles(env),
     )
 
 

@@ -98,3 +98,49 @@ def test_numeric_setting_names_the_variable_when_out_of_range(name):
 def test_events_list_must_be_an_api_name():
     with pytest.raises(SettingsError, match="SMC_EVENTS_LIST"):
         load_settings({**BASE, "SMC_EVENTS_LIST": "../admin"})
+
+
+PROFILES = {
+    **BASE,
+    "SMC_PROFILE_LIST": "users",
+    "SMC_PROFILE_KEY": "CUSTOMER_ID",
+    "SMC_PROFILE_FIELDS": '{"MAIL": "traits.email", "CITY": "traits.address.city"}',
+    "SMC_TRANSACTIONAL_EVENTS": '{"Order Completed": "order_confirmation"}',
+    "SMC_TRANSACTIONAL_LANGUAGE": "EN",
+}
+
+
+def test_profiles_are_off_without_a_profile_list():
+    assert load_settings(BASE).profiles is None
+
+
+def test_profile_settings_are_read_with_their_defaults():
+    profiles = load_settings(PROFILES).profiles
+    assert profiles is not None
+    assert profiles.fields == (("MAIL", ("traits", "email")), ("CITY", ("traits", "address", "city")))
+    assert profiles.mode == "InsertAndUpdate" and profiles.audiences and profiles.delete_profiles
+    assert profiles.journey_for("Order Completed") == "order_confirmation"
+    assert profiles.journey_for("Signed Up") is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SMC_PROFILE_FIELDS", "{not json"),
+        ("SMC_PROFILE_FIELDS", '["MAIL"]'),
+        ("SMC_PROFILE_FIELDS", '{"MAIL": 3}'),
+        ("SMC_PROFILE_FIELDS", '{"MA IL": "traits.email"}'),
+        ("SMC_PROFILE_FIELDS", '{"MAIL": "traits..email"}'),
+        ("SMC_PROFILE_FIELDS", '{"CUSTOMER_ID": "traits.id"}'),
+        ("SMC_TRANSACTIONAL_EVENTS", '{"Order Completed": "not/a/journey"}'),
+        ("SMC_TRANSACTIONAL_EVENTS", "[]"),
+        ("SMC_TRANSACTIONAL_LANGUAGE", "English please"),
+        ("SMC_PROFILE_MODE", "OnlyInsert"),
+        ("SMC_PROFILE_KEY", ""),
+        ("SMC_PROFILE_LIST", "users/../x"),
+        ("SMC_AUDIENCES", "maybe"),
+    ],
+)
+def test_a_bad_profile_setting_is_named_at_start(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({**PROFILES, variable: value})
