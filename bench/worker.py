@@ -153,35 +153,36 @@ def ordering(stack: benv.Stack, scale: float, size: int = 1000) -> dict[str, Any
     with the ordering store on and off, and a request without group calls, on and off; rounds
     interleaved, so drift hits every variant alike."""
     from handler.runtime import get_runtime
+    from handler.stores import Stores
 
     runtime = get_runtime()
-    store = runtime.ordering
-    if store is None:
+    store = runtime.stores
+    if store.ordering is None:
         raise RuntimeError("the bench stack sets STATE_TABLE: ordering must be on")
     variants = {
         "groups_on": (MIX, store),
-        "groups_off": (MIX, None),
+        "groups_off": (MIX, Stores()),
         "no_groups_on": (MIX_WITHOUT_GROUPS, store),
-        "no_groups_off": (MIX_WITHOUT_GROUPS, None),
+        "no_groups_off": (MIX_WITHOUT_GROUPS, Stores()),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     count = max(1, round(15 * scale))
     try:
         for _ in range(2):  # warm-up
             for mix, chosen in variants.values():
-                runtime.ordering = chosen
+                runtime.stores = chosen
                 _check(invoke(request(size, mix))[1], size)
         for _ in range(count):
             for name, (mix, chosen) in variants.items():
                 benv.reset_sandbox(stack)
-                runtime.ordering = chosen
+                runtime.stores = chosen
                 api_event = request(size, mix)
                 gc.collect()
                 seconds, answer = invoke(api_event)
                 _check(answer, size)
                 samples[name].append(seconds)
     finally:
-        runtime.ordering = store
+        runtime.stores = store
     groups = sum(1 for kind in itertools.islice(itertools.cycle(MIX), size) if kind == "group")
     return {"events": size, "group_events": groups, **{f"{name}_s": s for name, s in samples.items()}}
 

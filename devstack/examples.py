@@ -27,6 +27,7 @@ STACK_OWNED = (
 # What the events' group calls use (events/payloads.py) and the sandbox seeds.
 USERS_LIST = "users"
 STATIC_SEGMENT = "vip"
+EXAMPLE_CUSTOMER = "user_48213"  # the userId of events/ (events/payloads.py)
 
 
 class ExamplesError(StackError):

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from devstack import HOST, ROUTE
 from devstack.artifact import RUNTIME_DIR, ArtifactFunction, FunctionConfig
-from devstack.examples import STATIC_SEGMENT, USERS_LIST, example_env, example_secret
+from devstack.examples import EXAMPLE_CUSTOMER, STATIC_SEGMENT, USERS_LIST, example_env, example_secret
 from devstack.front import Invoke
 from devstack.state import Port, StackError, StackLock, check_ports
 from devstack.tables import create_table
@@ -167,7 +167,7 @@ class LocalStack:
             return self.config.real_smc.admin_url
         from handler.schema import EVENTS_LIST_COLUMNS
         from sandbox import SmcSandbox
-        from sandbox.state import USERS_FIELDS
+        from sandbox.state import ORDER_JOURNEY, USERS_FIELDS
 
         sandbox = SmcSandbox(HOST, self.config.sandbox_port)
         sandbox.start()
@@ -180,6 +180,16 @@ class LocalStack:
         sandbox.add_list(org, events_list, fields, type="Datalist", name="Segment events")
         sandbox.add_list(org, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
         sandbox.add_segment(org, USERS_LIST, STATIC_SEGMENT, "Static", name="VIP")
+        sandbox.add_journey(org, ORDER_JOURNEY, USERS_LIST, name="Order confirmation")
+        # The example customer of events/ already has a profile, as a marketer's customers do, so
+        # its transactional message finds its recipient even before an identify came.
+        sandbox.state.load(
+            org,
+            USERS_LIST,
+            None,
+            {"keyFields": "CUSTOMER_ID", "fields": "CUSTOMER_ID,MAIL"},
+            [[EXAMPLE_CUSTOMER, "zoe.martin@example.com"]],
+        )
         return str(sandbox.base_url)
 
     @property

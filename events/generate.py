@@ -25,6 +25,7 @@ from typing import Any
 
 from payloads import (
     SERVER_CONTEXT,
+    audience_entered,
     group,
     identify,
     message_id,
@@ -160,14 +161,29 @@ def outcomes(delivered: int = 0, filtered: int = 0, rejected: int = 0) -> dict[s
     }
 
 
-def effect(rows: int = 0, deletes: int = 0, adds: int = 0, removes: int = 0) -> dict[str, int]:
-    """What SMC should hold afterwards: rows loaded into / keys deleted from the events list,
-    records added to / removed from the static segment."""
+def effect(
+    rows: int = 0,
+    deletes: int = 0,
+    adds: int = 0,
+    removes: int = 0,
+    *,
+    profiles: int = 0,
+    profile_deletes: int = 0,
+    audience_adds: int = 0,
+    messages: int = 0,
+) -> dict[str, int]:
+    """What SMC is asked to do: rows loaded into / keys deleted from the events list, records
+    added to / removed from the static segment vip, profile rows loaded into / deleted from the
+    user list, members added to an audience's segment, transactional messages sent."""
     return {
         "events_list_rows": rows,
         "events_list_deletes": deletes,
         "segment_adds": adds,
         "segment_removes": removes,
+        "profile_rows": profiles,
+        "profile_deletes": profile_deletes,
+        "audience_adds": audience_adds,
+        "transactional_sends": messages,
     }
 
 
@@ -219,19 +235,27 @@ def cases() -> list[dict[str, Any]]:
 
     signed(
         "identify.json",
-        "identify: one events-list row keyed on messageId",
+        "identify: one events-list row keyed on messageId, and the profile's mapped columns",
         segment_json(identify()),
         200,
         outcomes(delivered=1),
-        effect(rows=1),
+        effect(rows=1, profiles=1),
     )
     signed(
         "track.json",
-        "track of an allowed event (Order Completed)",
+        "track of an allowed event (Order Completed): its row, and the transactional journey",
         segment_json(track("Order Completed", "track")),
         200,
         outcomes(delivered=1),
-        effect(rows=1),
+        effect(rows=1, messages=1),
+    )
+    signed(
+        "audience_entered.json",
+        "Engage audience: track Audience Entered adds the person to the audience's segment (created)",
+        segment_json(audience_entered()),
+        200,
+        outcomes(delivered=1),
+        effect(audience_adds=1),
     )
     signed(
         "track_not_allowed.json",
@@ -293,11 +317,11 @@ def cases() -> list[dict[str, Any]]:
     }
     signed(
         "delete.json",
-        "user deletion request: delete the user's events-list rows",
+        "user deletion request: delete the user's events-list rows and profile",
         segment_json(delete),
         200,
         outcomes(delivered=1),
-        effect(deletes=1),
+        effect(deletes=1, profile_deletes=1),
     )
     signed(
         "track_base64.json",
@@ -310,7 +334,8 @@ def cases() -> list[dict[str, Any]]:
     )
 
     actions = [
-        identify("actions_batch/identify"),
+        # later than identify.json's: its profile columns are newer news (handler/ordering.py)
+        {**identify("actions_batch/identify"), "timestamp": "2025-11-27T10:16:02.120Z"},
         track("Product Viewed", "actions_batch/track"),
         track("Button Clicked", "actions_batch/track_filtered"),
         page("actions_batch/page"),
@@ -321,13 +346,13 @@ def cases() -> list[dict[str, Any]]:
         actions,
         200,
         outcomes(delivered=3, filtered=1),
-        effect(rows=3),
+        effect(rows=3, profiles=1),
         ACTIONS_AGENT,
     )
     envelope = {
         "batch": [
             track("Order Completed", "batch_envelope/track", SERVER_CONTEXT),
-            identify("batch_envelope/identify"),
+            {**identify("batch_envelope/identify"), "timestamp": "2025-11-27T10:17:41.310Z"},
             screen("batch_envelope/screen"),
         ],
         "context": SERVER_CONTEXT,
@@ -339,7 +364,7 @@ def cases() -> list[dict[str, Any]]:
         envelope,
         200,
         outcomes(delivered=3),
-        effect(rows=3),
+        effect(rows=3, profiles=1, messages=1),
         "analytics-python/2.3.3",
     )
 

@@ -112,6 +112,21 @@ def track(event_name: str, key: str, context: dict[str, Any] = WEB_CONTEXT) -> d
     return segment_event("track", key, context, event=event_name, properties=properties)
 
 
+def audience_entered(key: str = "audience_entered") -> dict[str, Any]:
+    """Engage's audience membership as Segment sends it to an event destination."""
+    audience = "high_value_customers"
+    personas = {
+        "computation_class": "audience",
+        "computation_id": "aud_2Nj0TvAAEXAMPLE",
+        "computation_key": audience,
+        "namespace": "spa_example",
+        "space_id": "spa_example",
+    }
+    context = {**SERVER_CONTEXT, "personas": personas}
+    properties = {"audience_key": audience, audience: True}
+    return segment_event("track", key, context, event="Audience Entered", properties=properties)
+
+
 def page(key: str = "page") -> dict[str, Any]:
     return segment_event(
         "page",

@@ -57,7 +57,7 @@ def _deliver(
     earlier: Progress | None,
 ) -> Response:
     deliver(
-        admitted, report, runtime.settings, runtime.client, budget.work, prepared, earlier, runtime.ordering
+        admitted, report, runtime.settings, runtime.client, budget.work, prepared, earlier, runtime.stores
     )
     return _answer(report, admitted)
 
@@ -110,7 +110,7 @@ def handle(event: dict[str, Any], context: LambdaContext | None) -> Response:
         else:
             # Mapping and batching start now, on a pool thread, and overlap the idempotency
             # record's write; the SMC calls still wait for that write (see `Preparation`).
-            prepared = preparation = Preparation(admitted, runtime.settings)
+            prepared = preparation = Preparation(admitted, runtime.settings, runtime.client)
 
             def work(earlier: Progress | None) -> Response:
                 return _deliver(report, admitted, runtime, budget, preparation, earlier)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 
@@ -41,3 +41,20 @@ def session() -> boto3.session.Session:
 
             _session = (key, boto3.session.Session())
         return _session[1]
+
+
+class StateTable:
+    """A table of `STATE_TABLE`'s records (ordering, transactional sends): its name, their time
+    to live, and a DynamoDB client of this process's session, created on first use."""
+
+    def __init__(self, table: str, ttl_seconds: int, client: Any = None) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The DynamoDB client (bounded like every AWS client here)."""
+        if self._client is None:
+            self._client = session().client("dynamodb", config=AWS_CLIENT_CONFIG)
+        return self._client

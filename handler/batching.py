@@ -31,18 +31,31 @@ class Chunk:
 
     def subset(self, rows: list[int]) -> Chunk:
         """The same call with only `rows` (indexes into this chunk), in their order."""
-        values = [self.values[row] for row in rows]
-        body = b"[" + b",".join(map(_utf8_row, values)) + b"]"
         claims = None if self.claims is None else [self.claims[row] for row in rows]
-        return Chunk(self.target, body, [self.sources[row] for row in rows], values, claims)
+        return Chunk.of(
+            self.target, [self.values[row] for row in rows], [self.sources[row] for row in rows], claims
+        )
+
+    @classmethod
+    def of(
+        cls,
+        target: Target,
+        values: list[list[object]],
+        sources: list[list[int]],
+        claims: list[Claim | None] | None = None,
+    ) -> Chunk:
+        """A call of these rows (one that fits: a subset of a chunk that did)."""
+        body = b"[" + b",".join(map(_utf8_row, values)) + b"]"
+        return cls(target, body, sources, values, claims)
 
 
 def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
     """Keep only the last intended membership change per (segment, person).
 
     Adding and removing the same person in one batch go to two different endpoints that may run
-    in parallel; applying only the latest (by timestamp, then position) makes the end state the
-    one the sender intended. Superseded events share the outcome of the change that won.
+    in parallel; applying only the latest (by timestamp, then messageId: the order the ordering
+    records keep across requests) makes the end state the one the sender intended. Superseded
+    events share the outcome of the change that won.
     """
     latest: dict[tuple[object, ...], Operation] = {}
     kept: list[Operation] = []
@@ -124,7 +137,8 @@ def _joined(target: Target, parts: list[bytes], ops: list[Operation]) -> Chunk:
 
 
 def plan(operations: list[Operation]) -> list[list[Chunk]]:
-    """Phases of calls: every load and segment change first, then user deletions.
+    """Two phases of calls (either may be empty): every load and segment change, then user
+    deletions (of their events-list rows and profiles).
 
     Calls within a phase touch different targets and may run in parallel; deletions run last so
     a person deleted in the same batch as their events ends up with no rows.
@@ -137,4 +151,4 @@ def plan(operations: list[Operation]) -> list[list[Chunk]]:
     for target, ops in by_target.items():
         phase = last if target.action == "delete" and target.segment is None else first
         phase.extend(_chunks(target, ops))
-    return [phase for phase in (first, last) if phase]
+    return [first, last]

@@ -11,6 +11,7 @@ redelivery, which carries the same stamp.
 from __future__ import annotations
 
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 
 from handler.batching import Chunk
 from handler.deadline import Deadline
@@ -65,11 +66,18 @@ class ClaimGate:
                 return chunks
         admitted: list[Chunk] = []
         for chunk in chunks:
-            rows = [row for row in range(chunk.rows) if _may_send(report, chunk, row)]
-            if len(rows) == chunk.rows:
+            whole: list[int] = []
+            for row in range(chunk.rows):
+                if not _may_send(report, chunk, row):
+                    continue
+                if _partly_stale(chunk, row):
+                    admitted.append(_narrowed(chunk, row))
+                else:
+                    whole.append(row)
+            if len(whole) == chunk.rows:
                 admitted.append(chunk)
-            elif rows:
-                admitted.append(chunk.subset(rows))
+            elif whole:
+                admitted.append(chunk.subset(whole))
         return admitted
 
     def settle(self, sent: list[tuple[Chunk, list[Outcome]]]) -> None:
@@ -97,6 +105,23 @@ class ClaimGate:
             self._pool.submit(in_thread_with_trace(self._ordering.release), release, self._lease)
 
 
+def _partly_stale(chunk: Chunk, row: int) -> bool:
+    claim = chunk.claims[row] if chunk.claims is not None else None
+    return claim is not None and claim.verdict == "claimed" and len(claim.claimed) < len(claim.slots)
+
+
+def _narrowed(chunk: Chunk, row: int) -> Chunk:
+    """The row with only the columns its claim took: newer values of the others stand (a
+    profile's slots are its columns, after the key)."""
+    claim = chunk.claims[row] if chunk.claims is not None else None
+    claimed = set(claim.claimed if claim is not None else ())
+    target = chunk.target
+    keep = [0] + [i for i, name in enumerate(target.fields) if i and name in claimed]
+    narrowed = replace(target, fields=tuple(target.fields[i] for i in keep))
+    values = [chunk.values[row][i] for i in keep]
+    return Chunk.of(narrowed, [values], [chunk.sources[row]], [claim])
+
+
 def _may_send(report: Report, chunk: Chunk, row: int) -> bool:
     claim = chunk.claims[row] if chunk.claims is not None else None
     if claim is None or claim.verdict in ("claimed", "unordered"):
@@ -105,5 +130,5 @@ def _may_send(report: Report, chunk: Chunk, row: int) -> bool:
     if outcome == "retried":
         report.retry_after = max(report.retry_after or 0.0, BUSY_RETRY_AFTER_S)
     for index in chunk.sources[row]:
-        report.settle(index, outcome, STALE if outcome == "duplicate" else BUSY)
+        report.settle(index, outcome, STALE if outcome == "duplicate" else BUSY, part=chunk.target.part)
     return False

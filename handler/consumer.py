@@ -85,7 +85,7 @@ def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runti
     report, admitted = admit(raws, settings, _received_at(messages))
     remaining_ms = context.get_remaining_time_in_millis() if context is not None else 60_000
     deadline = Deadline((remaining_ms - SAFETY_MARGIN_MS) / 1000)
-    deliver(admitted, report, settings, runtime.client, deadline, ordering=runtime.ordering)
+    deliver(admitted, report, settings, runtime.client, deadline, stores=runtime.stores)
 
     retry: set[str] = set()
     dead_letters: list[tuple[QueuedMessage, str]] = []  # (dead letter, source message id)

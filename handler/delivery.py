@@ -9,10 +9,12 @@ own inside the same request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from queue import SimpleQueue
 
+from handler import profile_columns
 from handler.batching import Chunk, plan
 from handler.claims import ClaimGate
 from handler.deadline import Deadline
@@ -20,12 +22,14 @@ from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
 from handler.observability import count, in_thread_with_trace, logger, tracer
-from handler.ordering import OrderingStore
+from handler.operations import Operation
 from handler.outcomes import Outcome, Report
 from handler.progress import Progress
 from handler.settings import Settings
 from handler.smc.answers import RowVerdicts
 from handler.smc.client import MIN_ATTEMPT_S, SmcClient
+from handler.stores import Stores
+from handler.transactional import send_all
 
 MAX_PARALLEL_CALLS = 8
 
@@ -110,9 +114,10 @@ def _settle(report: Report, chunk: Chunk, outcome: ChunkOutcome) -> None:
                 **({"missing": failure.missing} if isinstance(failure, SmcTargetNotFoundError) else {}),
             },
         )
+    part = chunk.target.part
     for (outcome_name, reason), sources in zip(outcome.verdicts, chunk.sources, strict=True):
         for index in sources:
-            report.settle(index, outcome_name, reason)
+            report.settle(index, outcome_name, reason, part=part)
 
 
 def _run_phase(
@@ -145,8 +150,49 @@ def _run_phase(
     return results
 
 
+@dataclass(slots=True)
+class Planned:
+    """A request's work: calls in two phases (loads and segment changes, then deletions), the
+    transactional messages sent between them, the parts refused outright, and how many parts
+    each event of several has (event index → count; 0: nothing to do)."""
+
+    phases: list[list[Chunk]]
+    sends: list[Operation] = field(default_factory=list)
+    refused: list[Operation] = field(default_factory=list)
+    parts: dict[int, int] = field(default_factory=dict)
+
+
+def plan_events(
+    events: list[SegmentEvent],
+    settings: Settings,
+    client: SmcClient | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Planned:
+    """Map every event and group the rows into calls (`client`: to read the profile list's
+    column lengths first, when there is one)."""
+    if settings.profiles is not None and client is not None:
+        profile_columns.ensure(client, settings.profiles.list_name)
+    rows: list[Operation] = []
+    planned = Planned([])
+    for event in events:
+        if cancelled():
+            return planned
+        operations = map_event(event, settings)
+        if len(operations) != 1:
+            planned.parts[event.index] = len(operations)
+        for op in operations:
+            if op.refused is not None:
+                planned.refused.append(op)
+            elif op.target.action == "send":
+                planned.sends.append(op)
+            else:
+                rows.append(op)
+    planned.phases = plan(rows)
+    return planned
+
+
 class Preparation:
-    """`plan([map_event(e, settings) for e in events])` on a pool thread, started at once.
+    """`plan_events(events, settings, client)` on a pool thread, started at once.
 
     The webhook starts it before the idempotency record is opened: the mapping then runs while
     the DynamoDB write waits on the network (its I/O releases the GIL). No SMC call starts before
@@ -156,24 +202,19 @@ class Preparation:
 
     __slots__ = ("_cancelled", "_future")
 
-    def __init__(self, events: list[SegmentEvent], settings: Settings) -> None:
+    def __init__(self, events: list[SegmentEvent], settings: Settings, client: SmcClient) -> None:
         self._cancelled = False
-        self._future: Future[list[list[Chunk]]] = _pool().submit(self._run, events, settings)
+        self._future: Future[Planned] = _pool().submit(plan_events, events, settings, client, self._stopped)
 
-    def _run(self, events: list[SegmentEvent], settings: Settings) -> list[list[Chunk]]:
-        operations = []
-        for event in events:
-            if self._cancelled:
-                return []
-            operations.append(map_event(event, settings))
-        return plan(operations)
+    def _stopped(self) -> bool:
+        return self._cancelled
 
     def cancel(self) -> None:
         """Stop mapping (the result is then unusable); harmless once it has finished."""
         self._cancelled = True
 
-    def result(self) -> list[list[Chunk]]:
-        """The phases of calls; raises what mapping raised."""
+    def result(self) -> Planned:
+        """The planned work; raises what mapping raised."""
         return self._future.result()
 
 
@@ -185,24 +226,34 @@ def deliver(
     deadline: Deadline,
     prepared: Preparation | None = None,
     earlier: Progress | None = None,
-    ordering: OrderingStore | None = None,
+    stores: Stores | None = None,
 ) -> None:
     """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`.
 
     `earlier`: what a previous attempt of the same request settled for good; those events are
-    reported as then and not sent again. `ordering`: where changes to overwritten state are
-    claimed first, so that none older than one applied reaches SMC (None: no ordering).
+    reported as then and not sent again. `stores`: where changes to overwritten state are
+    claimed first (none older than one applied reaches SMC) and transactional messages recorded
+    (sent at most once); without them, neither.
     """
+    stores = stores or Stores()
     if earlier:
         events = earlier.settle_known(events, report)
         prepared = None  # mapped for every event; the rest is mapped again below
-    if prepared is not None:
-        phases = prepared.result()
-    else:
-        phases = plan([map_event(event, settings) for event in events])
-    gate = ClaimGate(ordering, phases, deadline, _pool()) if ordering is not None else None
+    work = prepared.result() if prepared is not None else plan_events(events, settings, client)
+    report.expect_parts(work.parts)
+    for index in (index for index, parts in work.parts.items() if parts == 0):
+        report.results[index].parts = 1
+        report.settle(index, "filtered", "nothing to send")
+    for op in work.refused:
+        for index in op.sources:
+            report.settle(index, "rejected", op.refused, part=op.target.part)
+    gate = ClaimGate(stores.ordering, work.phases, deadline, _pool()) if stores.ordering is not None else None
     sent: list[tuple[Chunk, list[Outcome]]] = []
-    for phase in phases:
+    loads, deletions = work.phases
+    for phase in (loads, None, deletions):
+        if phase is None:  # after the profiles they may need, before any profile is deleted
+            send_all(work.sends, report, client, stores.sends, settings.organization, deadline)
+            continue
         for chunk, outcome in _run_phase(client, phase, deadline, report, gate):
             _settle(report, chunk, outcome)
             sent.append((chunk, [verdict[0] for verdict in outcome.verdicts]))

@@ -74,6 +74,14 @@ class SmcTargetNotFoundError(SmcError):
         self.missing = missing
 
 
+class SmcSendUnconfirmedError(SmcError):
+    """A transactional send that may have reached SMC, but whose answer was lost (a time-out or a
+    dropped connection after the request left): it is never sent again, since a duplicate message
+    is worse than a missing one."""
+
+    reason = "smc_send_unconfirmed"
+
+
 class SmcRefusedError(SmcError):
     """SMC refused the call as a whole without naming a row (`Failed`, `ValidationFailed`, another
     4xx): retried, since nothing shows that the events themselves are at fault."""

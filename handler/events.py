@@ -17,11 +17,14 @@ from handler.names import is_api_name
 from handler.observability import count
 from handler.outcomes import EventResult, Report
 from handler.request import MAX_EVENT_BYTES
-from handler.settings import Settings
+from handler.settings import Profiles, Settings
 
 EventType = Literal["identify", "track", "page", "screen", "group", "alias", "delete"]
 EVENT_TYPES: frozenset[str] = frozenset(get_args(EventType))
 INTEGRATION_NAME = "Selligent Marketing Cloud"
+# A static segment membership change; Segment Engage's audience tracks ask for one (handler.mappers).
+Method = Literal["ADD", "REMOVE"]
+AUDIENCE_TRACKS: dict[str, Method] = {"Audience Entered": "ADD", "Audience Exited": "REMOVE"}
 MAX_MESSAGE_ID = 100
 MAX_ID_LENGTH = 255
 # Object-valued fields that rows carry as JSON text: encoded once, by the size check, for the mappers.
@@ -240,8 +243,17 @@ def filter_reason(event: SegmentEvent, settings: Settings) -> str | None:
     if toggle is not None and not getattr(settings, toggle):
         return f"{event.type} events are turned off"
     if event.type == "track" and not settings.track_allowed(str(event.raw["event"])):
-        return "track event not in SMC_ALLOWED_EVENTS"
+        # The allowlist governs the events-list row: a track that triggers a journey or is an
+        # audience change still acts (handler.mappers.track leaves its row out).
+        profiles = settings.profiles
+        if profiles is None or not _acts_on_profiles(event, profiles):
+            return "track event not in SMC_ALLOWED_EVENTS"
     return None
+
+
+def _acts_on_profiles(event: SegmentEvent, profiles: Profiles) -> bool:
+    name = str(event.raw["event"])
+    return profiles.journey_for(name) is not None or (profiles.audiences and name in AUDIENCE_TRACKS)
 
 
 def _fallback_id(raw: object) -> str:

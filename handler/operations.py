@@ -1,4 +1,5 @@
-"""What mappers produce: rows bound for one SMC target (a list or static segment, load or delete)."""
+"""What mappers produce: rows bound for one SMC target (a list or static segment to load or delete
+from, or a transactional journey to send to)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 
 from handler.ordering import Claim
 
-Action = Literal["load", "delete"]
+Action = Literal["load", "delete", "send"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,11 @@ class Target:
     not_found_is_done: bool = False
     # SMC's `data_import_option` for loads; None sends none (SMC's default, InsertAndUpdate).
     import_option: str | None = None
+    # An audience's static segment is created when SMC does not have it yet.
+    create_segment: bool = False
+    # Which part of its events this target is (an event may have several: its outcome is the
+    # worst of theirs, and a failure's reason names the part).
+    part: str = "events list"
 
     def describe(self) -> str:
         """A log-safe label, e.g. `load segment_events` or `delete users/vip`."""
@@ -37,8 +43,11 @@ class Operation:
     target: Target
     row: list[object]
     sources: list[int] = field(default_factory=list)
-    # Orders operations that touch the same thing (segment membership): later wins.
-    order: tuple[str, int] = ("", 0)
+    # Orders operations that touch the same thing (segment membership): later wins. Timestamp,
+    # then messageId, as the ordering records compare them.
+    order: tuple[str, str] = ("", "")
     # Its ordering record, for state it overwrites (handler.ordering): None for rows keyed on
     # MESSAGE_ID and for deletions, which nothing can make stale.
     claim: Claim | None = None
+    # Why this part cannot be sent at all (the event is rejected for it, the others still go).
+    refused: str | None = None

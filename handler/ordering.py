@@ -45,8 +45,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from handler.aws import StateTable
 from handler.observability import count, logger
-from handler.settings import Settings
 
 KEY_PREFIX = "order#"
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for TransactWriteItems
@@ -107,22 +107,8 @@ def _version(item: Item | None) -> int:
     return int(item["ver"]["N"]) if item and "ver" in item else 0
 
 
-class OrderingStore:
+class OrderingStore(StateTable):
     """Claims, undoes and releases changes in the ordering table (module docstring); thread-safe."""
-
-    def __init__(self, table: str, ttl_seconds: int, client: Any = None) -> None:
-        self._table = table
-        self._ttl_seconds = ttl_seconds
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        """The DynamoDB client, created on first use."""
-        if self._client is None:
-            from handler.aws import AWS_CLIENT_CONFIG, session
-
-            self._client = session().client("dynamodb", config=AWS_CLIENT_CONFIG)
-        return self._client
 
     # -- 1. claim ------------------------------------------------------------------------------
     def claim(self, claims: Sequence[Claim], lease: Lease) -> None:
@@ -300,13 +286,6 @@ class OrderingStore:
                 item[f"s:{slot}"] = written.get(f"p:{slot}", {"S": _NONE})
         item["ver"] = {"N": str(_version(written) + 1)}
         return item
-
-
-def store_for(settings: Settings) -> OrderingStore | None:
-    """The ordering store the settings name, or None when `STATE_TABLE` is not set."""
-    return (
-        OrderingStore(settings.state_table, settings.ordering_ttl_seconds) if settings.state_table else None
-    )
 
 
 def _now_ms() -> int:

@@ -11,6 +11,16 @@ OUTCOMES: tuple[Outcome, ...] = ("delivered", "filtered", "duplicate", "rejected
 
 # Keeps a remembered answer well inside DynamoDB's 400 KB item limit for a 4,000-event batch.
 MAX_LISTED_FAILURES = 500
+# An event of several parts (an events-list row, a profile, a membership, a transactional send)
+# ends in the worst of their outcomes: whatever still needs doing outranks what is done.
+_RANK: dict[Outcome, int] = {
+    "filtered": 0,
+    "duplicate": 1,
+    "delivered": 2,
+    "enqueued": 2,
+    "rejected": 3,
+    "retried": 4,
+}
 
 
 @dataclass(slots=True)
@@ -22,6 +32,8 @@ class EventResult:
     event_type: str
     outcome: Outcome | None = None
     reason: str | None = None
+    parts: int = 1  # how many operations decide it (set when the event is mapped)
+    settled_parts: int = 0
 
 
 @dataclass(slots=True)
@@ -33,18 +45,31 @@ class Report:
     throttled: bool = False  # SMC answered 429: passed on so Segment slows down
     notes: dict[str, Any] = field(default_factory=dict)
 
-    def settle(self, index: int, outcome: Outcome, reason: str | None = None) -> None:
-        """Record an event's outcome; a second, different outcome is a bug and raises."""
+    def settle(
+        self, index: int, outcome: Outcome, reason: str | None = None, part: str | None = None
+    ) -> None:
+        """Record the outcome of one part of an event (most events have one part): the event ends
+        in the worst of its parts' outcomes, and a reason names the part when there are several.
+        Settling an event more often than it has parts is a bug and raises."""
         result = self.results[index]
-        if result.outcome is not None and result.outcome != outcome:
+        if result.settled_parts >= result.parts:
             raise RuntimeError(f"event {index} already settled as {result.outcome}")
-        result.outcome, result.reason = outcome, reason
+        result.settled_parts += 1
+        if part is not None and reason is not None and result.parts > 1:
+            reason = f"{part}: {reason}"
+        if result.outcome is None or _RANK[outcome] > _RANK[result.outcome]:
+            result.outcome, result.reason = outcome, reason
+
+    def expect_parts(self, counts: dict[int, int]) -> None:
+        """How many operations decide each of these events (event index → count)."""
+        for index, parts in counts.items():
+            self.results[index].parts = parts
 
     def counts(self) -> dict[str, int]:
         """How many events ended in each outcome."""
         totals: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         for result in self.results:
-            if result.outcome is None:
+            if result.outcome is None or result.settled_parts < result.parts:
                 raise RuntimeError(f"event {result.index} has no outcome")
             totals[result.outcome] += 1
         return totals

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from handler import profile_columns
 from handler.credentials import CredentialStore
 from handler.idempotency import IdempotencyGuard
 from handler.key_expiry import KeyExpiryReport
-from handler.ordering import OrderingStore, store_for
 from handler.settings import Settings, get_settings
 from handler.smc.client import SmcClient
+from handler.stores import Stores, stores_for
 
 
 @dataclass(slots=True)
@@ -21,7 +22,7 @@ class Runtime:
     credentials: CredentialStore
     client: SmcClient
     guard: IdempotencyGuard
-    ordering: OrderingStore | None = None  # None when STATE_TABLE is not set
+    stores: Stores = field(default_factory=Stores)  # empty when STATE_TABLE is not set
     _sqs: Any = field(default=None, repr=False)
 
     @property
@@ -50,7 +51,7 @@ def get_runtime() -> Runtime:
             credentials=credentials,
             client=SmcClient(settings.smc_base_url, settings.organization, credentials),
             guard=IdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds),
-            ordering=store_for(settings),
+            stores=stores_for(settings),
         )
     return _runtime
 
@@ -60,6 +61,7 @@ def reset_runtime() -> None:
     global _runtime
     _runtime = None
     get_settings.cache_clear()
+    profile_columns.forget()
     from aws_lambda_powertools.utilities import parameters
 
     parameters.clear_caches()  # type: ignore[no-untyped-call]

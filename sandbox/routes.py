@@ -5,11 +5,13 @@ Admin API under /_sandbox/ (no SMC auth; JSON in and out; the server binds to lo
   POST   /_sandbox/seed                       {"preset": "default", "service_accounts": [{key, secret}],
                                               "organizations": [name], "lists": [{org, api_name, fields,
                                               type, name}], "segments": [{org, list, api_name,
-                                              segment_type, name}]} (every key optional)
+                                              segment_type, name}], "journeys": [{org, api_name,
+                                              list, name}]} (every key optional)
   POST   /_sandbox/service-accounts           {key, secret}
   DELETE /_sandbox/service-accounts/{key}
   GET    /_sandbox/organizations/{org}/lists/{list}/rows                    → {"rows": [...]}
   GET    /_sandbox/organizations/{org}/lists/{list}/segments/{seg}/members  → {"members": [...]}
+  GET    /_sandbox/organizations/{org}/journeys/{journey}/messages          → {"messages": [...]}
   GET    /_sandbox/requests  (DELETE clears)                                → {"requests": [...]}
   GET    /_sandbox/faults    POST /_sandbox/faults {Fault fields}  DELETE /_sandbox/faults
   GET    /_sandbox/latency   PUT /_sandbox/latency {"latency_s": 0.2}
@@ -138,6 +140,7 @@ def _save_record(state: SandboxState, a: list[str], q: Mapping[str, str], body: 
 _ORG = ("organizations", "*")
 _LIST = (*_ORG, "lists", "*")
 _SEGMENT = (*_LIST, "segments", "*")
+_JOURNEYS = (*_ORG, "journeys", "transactional")
 SMC_ROUTES: tuple[tuple[str, tuple[str, ...], SmcRoute], ...] = (
     ("GET", _ORG, lambda s, a, q, b: (200, s.organization(a[0]))),
     ("GET", (*_ORG, "lists"), lambda s, a, q, b: (200, {"lists": s.lists(a[0], q.get("filter"))})),
@@ -152,6 +155,14 @@ SMC_ROUTES: tuple[tuple[str, tuple[str, ...], SmcRoute], ...] = (
     ("POST", (*_SEGMENT, "data", "load"), lambda s, a, q, b: (200, s.load(a[0], a[1], a[2], q, b))),
     ("DELETE", (*_SEGMENT, "data"), lambda s, a, q, b: (200, s.delete(a[0], a[1], a[2], q, b))),
     ("DELETE", (*_SEGMENT, "data", "clear"), lambda s, a, q, b: (200, s.clear_segment(a[0], a[1], a[2]))),
+    (
+        "POST",
+        (*_LIST, "segments", "static"),
+        lambda s, a, q, b: (200, s.create_static_segment(a[0], a[1], b)),
+    ),
+    ("GET", _JOURNEYS, lambda s, a, q, b: (200, s.journeys(a[0]))),
+    ("GET", (*_JOURNEYS, "*"), lambda s, a, q, b: (200, s.journey(a[0], a[1]))),
+    ("POST", (*_JOURNEYS, "*", "send"), lambda s, a, q, b: (200, s.send(a[0], a[1], b))),
 )
 
 
@@ -185,6 +196,8 @@ def _seed(sandbox: SmcSandbox, doc: Any) -> None:
         sandbox.add_list(
             lst["org"], lst["api_name"], lst.get("fields", []), lst.get("type", "Datalist"), lst.get("name")
         )
+    for journey in doc.get("journeys", []):
+        sandbox.add_journey(journey["org"], journey["api_name"], journey["list"], journey.get("name"))
     for seg in doc.get("segments", []):
         sandbox.add_segment(
             seg["org"], seg["list"], seg["api_name"], seg.get("segment_type", "Static"), seg.get("name")
@@ -256,6 +269,7 @@ def _clear_faults(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
 
 
 _ROWS = ("organizations", "*", "lists", "*", "rows")
+_MESSAGES = ("organizations", "*", "journeys", "*", "messages")
 _MEMBERS = ("organizations", "*", "lists", "*", "segments", "*", "members")
 ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], AdminRoute], ...] = (
     ("POST", ("reset",), _reset),
@@ -264,6 +278,7 @@ ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], AdminRoute], ...] = (
     ("DELETE", ("service-accounts", "*"), _remove_account),
     ("GET", _ROWS, lambda s, a, b: (200, {"rows": s.rows(a[0], a[1])})),
     ("GET", _MEMBERS, lambda s, a, b: (200, {"members": s.segment_members(a[0], a[1], a[2])})),
+    ("GET", _MESSAGES, lambda s, a, b: (200, {"messages": s.messages(a[0], a[1])})),
     ("GET", ("requests",), _requests),
     ("DELETE", ("requests",), _clear_requests),
     ("GET", ("faults",), _faults),

@@ -188,6 +188,8 @@ def _parse_json(raw: bytes) -> Any:
 
 
 def _row_count(body: Any, query: Mapping[str, str]) -> int | None:
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        return len(body["items"])  # a transactional send: its messages
     if not isinstance(body, list):
         return None
     header_in_body = not any(key.lower() == "fields" and value for key, value in query.items())
@@ -290,6 +292,13 @@ class SmcSandbox:
         self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
     ) -> None:
         self.state.add_segment(org, list_name, api_name, segment_type, name)
+
+    def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None:
+        self.state.add_journey(org, api_name, list_name, name)
+
+    def messages(self, org: str, journey: str) -> list[JsonDict]:
+        """The transactional messages sent through `journey`, oldest first."""
+        return self.state.messages(org, journey)
 
     @property
     def validation(self) -> str:

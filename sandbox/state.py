@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .journeys import LANGUAGES, Journey, SentMessage, send
 from .model import (
     API_NAME,
     LIST_TYPES,
@@ -16,6 +17,7 @@ from .model import (
     FieldDef,
     JsonDict,
     Segment,
+    SmcError,
     SmcList,
     delete_batch,
     load_batch,
@@ -48,6 +50,8 @@ class SandboxState:
         self._orgs: dict[str, dict[str, SmcList]] = {}
         self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=_LOG_LIMIT)
         self._next_list_id = 1
+        self._journeys: dict[str, dict[str, Journey]] = {}  # org → api name → journey
+        self._messages: list[SentMessage] = []
         # "partial": valid rows load and invalid ones are named (200 PartiallySucceeded);
         # "all_or_nothing": one invalid row refuses the whole request (400, nothing applied).
         self.validation = "partial"
@@ -65,6 +69,8 @@ class SandboxState:
             self._orgs.clear()
             self._log.clear()
             self._next_list_id = 1
+            self._journeys.clear()
+            self._messages.clear()
             self.validation = "partial"
 
     # -- service accounts ------------------------------------------------------------------
@@ -93,7 +99,7 @@ class SandboxState:
             return {
                 "name": org,
                 "default_languages": ["English"],
-                "languages": [{"name": "English", "code": "EN", "locale": "en"}],
+                "languages": [dict(language) for language in LANGUAGES],
             }
 
     def add_list(
@@ -137,6 +143,64 @@ class SandboxState:
             if api_name in lst.segments:
                 raise validation_failed(f"A segment with api_name '{api_name}' already exists")
             lst.segments[api_name] = Segment(api_name, name or api_name, segment_type)
+
+    def create_static_segment(self, org: str, list_name: str, body: Any) -> JsonDict:
+        """POST …/segments/static: an existing api name (any case) is refused as SMC does."""
+        api_name = body.get("api_name") if isinstance(body, dict) else None
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(api_name, str) or not API_NAME.fullmatch(api_name):
+            raise validation_failed(f"Invalid segment api_name {api_name!r}")
+        with self._lock:
+            lst = self._list(org, list_name)
+            if any(existing.lower() == api_name.lower() for existing in lst.segments):
+                raise SmcError(
+                    400,
+                    "Failed",
+                    "ERR_SEGMENT_EXISTS",
+                    f"A segment with api_name '{api_name}' already exists",
+                )
+            lst.segments[api_name] = Segment(
+                api_name, name if isinstance(name, str) and name else api_name, "Static"
+            )
+        return {"result_code": "Succeeded", "message": "The static segment has been created successfully."}
+
+    def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None:
+        if not API_NAME.fullmatch(api_name):
+            raise validation_failed(f"Invalid journey api_name {api_name!r}")
+        with self._lock:
+            self._list(org, list_name)
+            self._journeys.setdefault(org, {})[api_name] = Journey(api_name, name or api_name, list_name)
+
+    def journeys(self, org: str) -> list[JsonDict]:
+        with self._lock:
+            self._org(org)
+            return [journey.to_json() for journey in self._journeys.get(org, {}).values()]
+
+    def journey(self, org: str, api_name: str) -> JsonDict:
+        with self._lock:
+            return self._journey(org, api_name).to_json()
+
+    def send(self, org: str, api_name: str, body: Any) -> JsonDict:
+        with self._lock:
+            journey = self._journey(org, api_name)
+            reply, sent = send(journey, self._org(org).get(journey.list_name), body)
+            self._messages.extend(sent)
+            return reply
+
+    def messages(self, org: str, journey: str) -> list[JsonDict]:
+        with self._lock:
+            self._journey(org, journey)
+            return [
+                {
+                    "id": m.id,
+                    "recipient": m.recipient,
+                    "language": m.language,
+                    "data": m.data,
+                    "profile_id": m.profile_id,
+                }
+                for m in self._messages
+                if m.journey == journey
+            ]
 
     # -- inspection ------------------------------------------------------------------------
     def lists(self, org: str, type_filter: str | None = None) -> list[JsonDict]:
@@ -217,6 +281,13 @@ class SandboxState:
             self._log.clear()
 
     # -- lookups (callers hold the lock) ----------------------------------------------------
+    def _journey(self, org: str, api_name: str) -> Journey:
+        journey = self._journeys.get(org, {}).get(api_name)
+        if journey is None:
+            self._org(org)
+            raise SmcError(404, "NotFound", "ERR_NOT_FOUND", f"Transactional journey '{api_name}' not found")
+        return journey
+
     def _org(self, org: str) -> dict[str, SmcList]:
         lists = self._orgs.get(org)
         if lists is None:
@@ -264,6 +335,7 @@ class Seedable(Protocol):
     def add_segment(
         self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
     ) -> None: ...
+    def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None: ...
 
 
 # The default seed's schema, in one place so it can later come from handler/schema.py.
@@ -288,13 +360,20 @@ USERS_FIELDS: tuple[JsonDict, ...] = (
     {"name": "ID", "data_type": "Long", "allow_null": True},
     {"name": "MAIL", "data_type": "Text", "length": 255, "allow_null": True},
     {"name": "CUSTOMER_ID", "data_type": "Text", "length": 255, "allow_null": True},
+    # The columns events/env.json's SMC_PROFILE_FIELDS maps (profiles on the user list).
+    {"name": "FIRSTNAME", "data_type": "Text", "length": 100, "allow_null": True},
+    {"name": "CITY", "data_type": "Text", "length": 100, "allow_null": True},
+    {"name": "LOCALE", "data_type": "Text", "length": 20, "allow_null": True},
 )
+ORDER_JOURNEY = "order_confirmation"
 
 
 def seed_default(target: Seedable) -> None:
-    """Org `demo`, account `demo-key:demo-secret`, lists `segment_events` and `users`, segment `vip`."""
+    """Org `demo`, account `demo-key:demo-secret`, lists `segment_events` and `users`, segment
+    `vip`, transactional journey `order_confirmation` on `users`."""
     target.add_service_account(*DEFAULT_SERVICE_ACCOUNT)
     target.add_organization(DEFAULT_ORG)
     target.add_list(DEFAULT_ORG, EVENTS_LIST, EVENTS_FIELDS, type="Datalist", name="Segment events")
     target.add_list(DEFAULT_ORG, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
     target.add_segment(DEFAULT_ORG, USERS_LIST, VIP_SEGMENT, "Static", name="VIP")
+    target.add_journey(DEFAULT_ORG, ORDER_JOURNEY, USERS_LIST, name="Order confirmation")

@@ -188,6 +188,14 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
         "SMC_SEND_ALIAS_EVENTS",
         "SMC_SEND_GROUP_EVENTS",
         "RESPONSE_DEADLINE_MS",
+        "SMC_PROFILE_LIST",
+        "SMC_PROFILE_KEY",
+        "SMC_PROFILE_FIELDS",
+        "SMC_PROFILE_MODE",
+        "SMC_AUDIENCES",
+        "SMC_TRANSACTIONAL_EVENTS",
+        "SMC_TRANSACTIONAL_LANGUAGE",
+        "SMC_DELETE_PROFILES",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -170,6 +170,13 @@ def api_event(
     }
 
 
+def redelivered(event: dict[str, Any]) -> dict[str, Any]:
+    """Segment's retry of a request: the same body, a new request id and arrival time."""
+    context = {**event["requestContext"], "requestId": f"retry-{uuid.uuid4().hex[:8]}"}
+    context["timeEpoch"] = int(time.time() * 1000)
+    return {**event, "requestContext": context}
+
+
 @dataclass
 class FakeContext:
     """The parts of LambdaContext the handler and Powertools read."""

@@ -17,7 +17,7 @@ SETTINGS = load_settings(BASE)
 
 
 def ops(raws):
-    return [map_event(validate_event(i, raw, NOW), SETTINGS) for i, raw in enumerate(raws)]
+    return [op for i, raw in enumerate(raws) for op in map_event(validate_event(i, raw, NOW), SETTINGS)]
 
 
 def test_a_mixed_request_costs_one_call_per_target():
@@ -54,13 +54,11 @@ def test_add_then_remove_of_the_same_member_keeps_only_the_latest_change():
     assert len(kept) == 1 and kept[0].target.action == "delete" and sorted(kept[0].sources) == [0, 1]
 
 
-def test_same_timestamp_membership_changes_resolve_by_position():
-    add = support.group("ADD", userId="u-1")
-    remove = support.group("REMOVE", userId="u-1")
-    kept = coalesce_memberships(ops([add, remove]))
-    assert kept[0].target.action == "delete"
-    kept = coalesce_memberships(ops([remove, add]))
-    assert kept[0].target.action == "load"
+def test_same_timestamp_membership_changes_resolve_by_message_id_as_across_requests():
+    add = support.group("ADD", userId="u-1", messageId="m-2")
+    remove = support.group("REMOVE", userId="u-1", messageId="m-1")
+    assert coalesce_memberships(ops([add, remove]))[0].target.action == "load"
+    assert coalesce_memberships(ops([remove, add]))[0].target.action == "load"
 
 
 def test_user_deletions_run_after_loads():

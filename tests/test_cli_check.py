@@ -244,3 +244,57 @@ def test_an_unreadable_secret(stack: Any, capsys: pytest.CaptureFixture[str]) ->
     assert code == 1
     (line,) = failures(lines)
     assert "SMC service account cannot be read" in line and "-> fix: check SMC_SECRET_ID" in line
+
+
+def with_profiles(stack: Any, **changes: str) -> None:
+    env = {
+        "SMC_PROFILE_LIST": "users",
+        "SMC_PROFILE_KEY": "CUSTOMER_ID",
+        "SMC_PROFILE_FIELDS": json.dumps({"MAIL": "traits.email", "ID": "traits.number"}),
+        "SMC_TRANSACTIONAL_EVENTS": json.dumps({"Order Completed": "order_confirmation"}),
+        "SMC_TRANSACTIONAL_LANGUAGE": "EN",
+    }
+    env.update(changes)
+    stack.set_env(**env)
+
+
+def test_profile_settings_are_checked_when_a_profile_list_is_set(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_profiles(stack)
+    stack.sandbox.add_segment(support.ORG, "users", "high_value")
+    code, lines = run_check(capsys)
+    text = "\n".join(lines)
+    assert code == 0, lines
+    assert "profile list 'users' keyed on CUSTOMER_ID" in text
+    assert "column users.MAIL is Text(255) for traits.email; longer values are cut" in text
+    assert "column users.ID is Long: traits.number must hold a whole number" in text  # a warn line
+    assert "transactional journey 'order_confirmation' exists (for 'Order Completed')" in text
+    assert "audience segments on 'users': high_value, vip" in text
+
+
+def test_a_missing_journey_column_or_key_is_a_failure_with_its_fix(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_profiles(
+        stack,
+        SMC_PROFILE_KEY="NO_SUCH_KEY",
+        SMC_PROFILE_FIELDS=json.dumps({"NICKNAME": "traits.nick"}),
+        SMC_TRANSACTIONAL_EVENTS=json.dumps({"Order Completed": "no_such_journey"}),
+        SMC_TRANSACTIONAL_LANGUAGE="",
+    )
+    code, lines = run_check(capsys)
+    assert code == 1
+    fails = "\n".join(failures(lines))
+    assert "has no key column NO_SUCH_KEY" in fails and "correct SMC_PROFILE_KEY" in fails
+    assert "has no column NICKNAME (mapped from traits.nick)" in fails
+    assert "transactional journey 'no_such_journey'" in fails
+    assert any(line.startswith("warn") and "SMC_TRANSACTIONAL_LANGUAGE is empty" in line for line in lines)
+
+
+def test_a_missing_profile_list_is_one_failure(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with_profiles(stack, SMC_PROFILE_LIST="no_such_users")
+    code, lines = run_check(capsys)
+    assert code == 1
+    (line,) = failures(lines)
+    assert "profile list 'no_such_users' does not exist" in line

@@ -99,3 +99,14 @@ def test_smc_refusing_the_key(stack: Any, capsys: pytest.CaptureFixture[str]) ->
     assert main(["provision"]) == 1
     assert "SMC refused the service account (401)" in capsys.readouterr().out
     assert posts(stack) == []
+
+
+def test_provision_never_alters_the_user_list_of_the_profile_settings(stack: Any) -> None:
+    stack.set_env(
+        SMC_PROFILE_LIST="users", SMC_PROFILE_KEY="CUSTOMER_ID", SMC_PROFILE_FIELDS='{"NICK": "traits.nick"}'
+    )
+    stack.sandbox.clear_requests_log()
+    assert main(["provision", "--events-list", "fresh_events_2"]) == 0
+    writes = [r for r in stack.sandbox.requests_log if r.method != "GET" and "/lists/users" in r.path]
+    assert writes == []
+    assert "NICK" not in {f["name"] for f in stack.sandbox.state.fields(support.ORG, "users")}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -15,20 +14,13 @@ from handler.cli import main as cli
 from sandbox import Fault
 from tests import support
 from tests.conftest import CAPTURED_LOG_LINES
-from tests.support import api_event, invoke
+from tests.support import api_event, invoke, redelivered
 
 ORG, EVENTS = support.ORG, support.EVENTS_LIST
 
 
 def bearer(payload: Any) -> dict[str, Any]:
     return api_event(payload, signature=False, bearer=support.BEARER_TOKEN)
-
-
-def redelivered(event: dict[str, Any]) -> dict[str, Any]:
-    """Segment's retry of a request: the same body, a new request id and arrival time."""
-    context = {**event["requestContext"], "requestId": f"retry-{uuid.uuid4().hex[:8]}"}
-    context["timeEpoch"] = int(time.time() * 1000)
-    return {**event, "requestContext": context}
 
 
 def rows_by_id(stack: Any) -> dict[str, dict[str, Any]]:
@@ -245,6 +237,7 @@ def test_two_hundred_segments_at_200_ms_each_complete_within_three_redeliveries(
     request = bearer(events)
     answers = [invoke(request)]
     while answers[-1][0] != 200 and len(answers) < 4:
+        time.sleep(min(2.0, float(answers[-1][2].get("Retry-After", 0))))  # Segment backs off
         answers.append(invoke(redelivered(request)))
     status, body, _ = answers[-1]
     assert status == 200 and body["delivered"] == 200, [a[0] for a in answers]

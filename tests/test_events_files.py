@@ -59,6 +59,7 @@ def test_cases_cover_every_required_scenario() -> None:
     statuses = {case["file"]: case["status"] for case in CASES}
     assert statuses == {
         "identify.json": 200,
+        "audience_entered.json": 200,
         "track.json": 200,
         "track_not_allowed.json": 200,
         "page.json": 200,
@@ -81,6 +82,10 @@ def test_cases_cover_every_required_scenario() -> None:
             "events_list_deletes",
             "segment_adds",
             "segment_removes",
+            "profile_rows",
+            "profile_deletes",
+            "audience_adds",
+            "transactional_sends",
         }
         if case["status"] == 200:
             assert case["outcomes"]["received"] == sum(

@@ -328,7 +328,7 @@ def test_validation_and_mapping_settle_every_event_and_send_only_valid_json(even
     assert len(report.results) == len(events)
     pending = {event.index for event in admitted}
     assert all((r.outcome is None) == (r.index in pending) for r in report.results)
-    for phase in plan([map_event(event, SETTINGS) for event in admitted]):
+    for phase in plan([op for event in admitted for op in map_event(event, SETTINGS)]):
         for chunk in phase:
             rows = json.loads(chunk.body.decode("utf-8"))  # SMC must be able to read every byte
             assert len(rows) == chunk.rows

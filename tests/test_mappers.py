@@ -16,7 +16,7 @@ SETTINGS = load_settings({**BASE, "SMC_EVENTS_LIST": "web_events"})
 
 
 def row_of(raw):
-    op = map_event(validate_event(0, raw, NOW), SETTINGS)
+    (op,) = map_event(validate_event(0, raw, NOW), SETTINGS)
     return op, dict(zip(EVENTS_LIST_FIELDS, op.row, strict=True))
 
 
@@ -67,19 +67,19 @@ def test_alias_row_carries_previous_id():
 
 def test_group_add_loads_into_the_static_segment_keyed_on_matchkey():
     raw = support.group("add")
-    op = map_event(validate_event(0, raw, NOW), SETTINGS)
+    (op,) = map_event(validate_event(0, raw, NOW), SETTINGS)
     assert (op.target.action, op.target.list_name, op.target.segment) == ("load", "users", "vip")
     assert op.target.key_fields == ("CUSTOMER_ID",) and op.target.fields == ("CUSTOMER_ID",)
     assert op.row == [raw["userId"]]
 
 
 def test_group_remove_deletes_from_the_static_segment():
-    op = map_event(validate_event(0, support.group("REMOVE"), NOW), SETTINGS)
+    (op,) = map_event(validate_event(0, support.group("REMOVE"), NOW), SETTINGS)
     assert op.target.action == "delete" and op.target.segment == "vip"
 
 
 def test_delete_removes_the_users_rows_and_treats_not_found_as_done():
-    op = map_event(validate_event(0, support.delete(userId="u-9"), NOW), SETTINGS)
+    (op,) = map_event(validate_event(0, support.delete(userId="u-9"), NOW), SETTINGS)
     assert (op.target.action, op.target.list_name, op.target.key_fields) == (
         "delete",
         "web_events",
@@ -90,5 +90,5 @@ def test_delete_removes_the_users_rows_and_treats_not_found_as_done():
 
 def test_delete_of_an_anonymous_person_is_keyed_on_anonymous_id():
     raw = {"type": "delete", "anonymousId": "anon-1", "messageId": "d1"}
-    op = map_event(validate_event(0, raw, NOW), SETTINGS)
+    (op,) = map_event(validate_event(0, raw, NOW), SETTINGS)
     assert op.target.key_fields == ("ANONYMOUS_ID",) and op.row == ["anon-1"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 from sandbox import Fault
 from tests import support
-from tests.support import api_event, invoke
+from tests.support import api_event, invoke, redelivered
 
 MEMBER = "cust-ordered"
 ADD_PATH = "/segments/vip/data/load"  # POST: an ADD
@@ -29,12 +28,6 @@ def change(method: str, when: str, **fields: Any) -> dict[str, Any]:
 
 def bearer(events: list[dict[str, Any]]) -> dict[str, Any]:
     return api_event(events, signature=False, bearer=support.BEARER_TOKEN)
-
-
-def redelivered(event: dict[str, Any]) -> dict[str, Any]:
-    context = {**event["requestContext"], "requestId": f"retry-{uuid.uuid4().hex[:8]}"}
-    context["timeEpoch"] = int(time.time() * 1000)
-    return {**event, "requestContext": context}
 
 
 def is_member(stack: Any) -> bool:

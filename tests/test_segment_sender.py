@@ -57,7 +57,7 @@ def events(count: int) -> list[dict[str, Any]]:
         }
         data = {"label": f"{UNICODE} #{n}", "emoji": "👩‍💻🇨🇭", "price": 9.5}
         if event["type"] == "track":
-            event.update(event="Order Completed", properties=data)
+            event.update(event="Product Viewed", properties=data)
         else:
             event["traits"] = data
         made.append(event)

@@ -26,13 +26,18 @@ IAM_ACTIONS = {
     "secretsmanager:GetSecretValue",  # handler/credentials.py (Powertools parameters.get_secret)
     "dynamodb:GetItem",  # handler/idempotency.py (Powertools DynamoDBPersistenceLayer)
     "dynamodb:PutItem",
-    "dynamodb:UpdateItem",  # and handler/ordering.py (TransactWriteItems of Updates)
+    "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
+    "dynamodb:BatchGetItem",  # handler/ordering.py reads
+    "dynamodb:BatchWriteItem",  # handler/transactional.py settles
+
     "sqs:SendMessage",  # handler/queue.py send (queued mode only)
 }
 DELIVERY_IAM_ACTIONS = {
     "secretsmanager:GetSecretValue",
-    "dynamodb:UpdateItem",  # handler/ordering.py
+    "dynamodb:BatchGetItem",  # handler/ordering.py, handler/transactional.py (StateTable)
+    "dynamodb:PutItem",
+    "dynamodb:BatchWriteItem",
     "sqs:SendMessage",  # handler/consumer.py dead letters
     "sqs:ChangeMessageVisibility",  # handler/consumer.py slows down on SMC 429
 }
@@ -265,9 +270,12 @@ def test_iam_grants_only_what_the_code_calls(function: dict[str, Any]) -> None:
     actions: set[str] = set()
     for statement in statements:
         assert statement["Effect"] == "Allow"
-        names = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        actions.update(names)
+        actions.update(_as_list(statement["Action"]))
     assert actions == IAM_ACTIONS
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def test_iam_resources_are_the_stacks_own(function: dict[str, Any]) -> None:
@@ -277,26 +285,26 @@ def test_iam_resources_are_the_stacks_own(function: dict[str, Any]) -> None:
             "Fn::If": ["CreateSecret", {"Ref": "WebhookSecret"}, {"Ref": "ExistingSecretArn"}]
         },
         "IdempotencyRecords": {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
-        "OrderingRecords": {"Fn::GetAtt": ["StateTable", "Arn"]},
+        "StateRecords": {"Fn::GetAtt": ["StateTable", "Arn"]},
         "EnqueueEvents": {"Fn::GetAtt": ["DeliveryQueue", "Arn"]},
     }
     assert "*" not in json.dumps(resources)
 
 
-def test_ordering_records_are_writable_only_under_their_own_key_prefix(template: dict[str, Any]) -> None:
-    from handler.ordering import KEY_PREFIX
+def test_state_records_are_writable_only_under_their_own_key_prefixes(template: dict[str, Any]) -> None:
+    from handler import ordering, transactional
 
     for name in ("WebhookFunction", "DeliveryFunction"):
-        (statement,) = [s for s in _statements(template["Resources"][name]) if s["Sid"] == "OrderingRecords"]
+        (statement,) = [s for s in _statements(template["Resources"][name]) if s["Sid"] == "StateRecords"]
         condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-        assert condition == [f"{KEY_PREFIX}*"]
+        assert condition == [f"{ordering.KEY_PREFIX}*", f"{transactional.KEY_PREFIX}*"]
 
 
 def test_delivery_function_grants_only_what_the_consumer_calls(template: dict[str, Any]) -> None:
     delivery = template["Resources"]["DeliveryFunction"]
     assert delivery["Condition"] == "IsQueued"
     statements = _statements(delivery)
-    actions = {statement["Action"] for statement in statements}
+    actions = {a for statement in statements for a in _as_list(statement["Action"])}
     assert actions == DELIVERY_IAM_ACTIONS
     resources = {statement["Sid"]: statement["Resource"] for statement in statements}
     assert resources["DeadLetters"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}

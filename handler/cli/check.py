@@ -20,6 +20,7 @@ from handler.cli.common import (
     refused_fix,
 )
 from handler.cli.lists import compare_columns, get_fields, get_list, get_segments, organization_found
+from handler.cli.profiles_check import check_profiles
 from handler.errors import ConfigurationError, DependencyUnavailableError, SmcAuthError, SmcError
 from handler.key_expiry import WARN_DAYS, days_left
 from handler.names import is_api_name
@@ -189,6 +190,8 @@ def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
         organization_found(smc)
         findings.ok(f"credentials accepted and organization '{settings.organization}' found")
         _check_events_list(smc, findings)
+        if settings.profiles is not None:
+            check_profiles(smc, settings.profiles, findings)
         for spec in args.segment:
             _check_segment(smc, findings, spec)
     except SmcAuthError as exc:

@@ -24,7 +24,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from handler.batching import plan
 from handler.cli.checkpoint import Checkpoint, CheckpointError, default_path, load
 from handler.cli.common import (
     EXIT_INTERRUPTED,
@@ -37,11 +36,10 @@ from handler.cli.common import (
     connect,
 )
 from handler.cli.source import Item, read_source
-from handler.delivery import deliver
+from handler.delivery import deliver, plan_events
 from handler.events import admit
-from handler.mappers import map_event
-from handler.ordering import store_for
 from handler.request import MAX_EVENTS_PER_REQUEST
+from handler.stores import stores_for
 
 FINAL = ("delivered", "filtered", "duplicate", "rejected")
 SHOWN = (*FINAL, "retried")
@@ -156,11 +154,11 @@ def send_batch(batch: list[Item], smc: Smc, dry_run: bool) -> tuple[Settled, int
     report, admitted = admit([item.event for item in readable], smc.settings, _now())
     calls = 0
     if dry_run:
-        calls = sum(len(phase) for phase in plan([map_event(e, smc.settings) for e in admitted]))
+        calls = sum(len(phase) for phase in plan_events(admitted, smc.settings).phases)
         for event in admitted:
             report.settle(event.index, "delivered", "dry run: would be sent")
     elif admitted:
-        deliver(admitted, report, smc.settings, smc.client, smc.deadline(), ordering=store_for(smc.settings))
+        deliver(admitted, report, smc.settings, smc.client, smc.deadline(), stores=stores_for(smc.settings))
     for item, result in zip(readable, report.results, strict=True):
         settled.append((item, result.outcome or "retried", result.reason, result.message_id))
     return settled, calls

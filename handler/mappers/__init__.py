@@ -15,7 +15,7 @@ from handler.mappers.track import map_track
 from handler.operations import Operation
 from handler.settings import Settings
 
-Mapper = Callable[[SegmentEvent, Settings], Operation]
+Mapper = Callable[[SegmentEvent, Settings], list[Operation]]
 
 MAPPERS: dict[EventType, Mapper] = {
     "identify": map_identify,
@@ -28,8 +28,9 @@ MAPPERS: dict[EventType, Mapper] = {
 }
 
 
-def map_event(event: SegmentEvent, settings: Settings) -> Operation:
-    """The SMC operation for a validated event."""
+def map_event(event: SegmentEvent, settings: Settings) -> list[Operation]:
+    """The SMC operations for a validated event: an events-list row, and with a profile list a
+    profile upsert, an audience membership or a transactional send (each a part of the event)."""
     return MAPPERS[event.type](event, settings)
 
 

@@ -8,6 +8,6 @@ from handler.operations import Operation
 from handler.settings import Settings
 
 
-def map_alias(event: SegmentEvent, settings: Settings) -> Operation:
+def map_alias(event: SegmentEvent, settings: Settings) -> list[Operation]:
     """PREVIOUS_ID carries the old identity so SMC journeys can merge the two."""
-    return event_row(event, settings, previous_id=str(event.raw["previousId"]))
+    return [event_row(event, settings, previous_id=str(event.raw["previousId"]))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -9,21 +10,34 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import SSLError as HandshakeError
 
 from handler import PRODUCT, __version__
 from handler.credentials import Credentials
 from handler.deadline import Deadline
-from handler.errors import SmcAuthError, SmcError, SmcRetryableError
+from handler.errors import (
+    SmcAuthError,
+    SmcError,
+    SmcRefusedError,
+    SmcRetryableError,
+    SmcSendUnconfirmedError,
+    SmcTargetNotFoundError,
+)
 from handler.observability import count, logger, timing
 from handler.operations import Target
-from handler.smc.answers import TRANSIENT_RESULT_CODES, RowVerdicts, read_answer
+from handler.smc.answers import TRANSIENT_RESULT_CODES, RowVerdicts, error_codes, not_found, read_answer
 from handler.smc.retry import MAX_ATTEMPTS, backoff, parse_retry_after
+from handler.smc.sends import SendVerdicts, read_send_answer
 
 CONNECT_TIMEOUT_S = 2.0
 MIN_ATTEMPT_S = 0.05  # below this, another attempt cannot finish: give the time back to Segment
 USER_AGENT = f"{PRODUCT}/{__version__} python-requests/{requests.__version__}"
 # Statuses after which the same call may well succeed a moment later (5xx and 3xx are added).
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
+# The only statuses that say SMC did not act on a call: a call that must not be repeated once it
+# may have acted (a transactional send) is retried after these alone.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
 _LATENCY_WEIGHT = 0.2  # of the newest sample in the running latency estimate
 
 
@@ -48,6 +62,15 @@ def new_session() -> requests.Session:
 def _segment(value: str) -> str:
     # Names are validated as api names already; quoting is the second lock on the path.
     return quote(value, safe="")
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """Whether a failed request surely never reached SMC (no connection was made)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    inner = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(inner, NewConnectionError | ConnectTimeoutError | HandshakeError)
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:
@@ -82,6 +105,12 @@ class SmcClient:
         self._org_path = f"/organizations/{_segment(organization)}"
         self._credentials = credentials
         self._session = session or new_session()
+        # Calls that must not be repeated go on a fresh connection each (`Connection: close`): a
+        # pooled one the far end closed while idle fails in a way that cannot tell whether the
+        # request left.
+        self._once_session = new_session()
+        self._once_session.headers["Connection"] = "close"
+        self._created: set[tuple[str, str]] = set()  # audience segments this process created
         # Running estimate of one SMC round trip: a call starts only if the deadline leaves this much.
         self.typical_latency_s = 0.1
 
@@ -105,10 +134,53 @@ class SmcClient:
         if target.import_option is not None:
             params["data_import_option"] = target.import_option
         method = "POST" if target.action == "load" else "DELETE"
-        response = self.call(
-            method, self.target_path(target), deadline, params=params, body=body, data_call=True
-        )
-        return read_answer(target, rows, response.status_code, json_object(response))
+
+        def attempt() -> RowVerdicts:
+            path = self.target_path(target)
+            response = self.call(method, path, deadline, params=params, body=body, data_call=True)
+            return read_answer(target, rows, response.status_code, json_object(response))
+
+        try:
+            return attempt()
+        except SmcTargetNotFoundError as exc:
+            created = (target.list_name, str(target.segment).lower()) in self._created
+            if not target.create_segment or exc.missing != target.describe() or created:
+                raise
+        # An audience SMC does not have yet: created once per process, then loaded into.
+        self.create_static_segment(target, deadline)
+        self._created.add((target.list_name, str(target.segment).lower()))
+        return attempt()
+
+    def send_transactional(self, journey: str, body: bytes, items: int, deadline: Deadline) -> SendVerdicts:
+        """Send `items` messages (the JSON `{"items": [...]}` body) of one transactional journey.
+
+        Never repeated once SMC may have acted on it: raises `SmcSendUnconfirmedError` when the
+        answer is lost, `SmcTargetNotFoundError` for an unknown journey, and another `SmcError`
+        when nothing was sent and a retry may send it."""
+        path = f"/journeys/transactional/{_segment(journey)}/send"
+        response = self.call("POST", path, deadline, body=body, once=True)
+        if response.status_code == 404:
+            raise not_found(Target("send", journey, (), ()), 404)
+        return read_send_answer(items, response.status_code, json_object(response))
+
+    def create_static_segment(self, target: Target, deadline: Deadline) -> None:
+        """Create the static segment `target` loads into (an audience SMC does not have yet).
+
+        A segment that exists already (another instance created it first) is fine."""
+        body = json.dumps({"api_name": target.segment, "name": target.segment}).encode()
+        path = f"/lists/{_segment(target.list_name)}/segments/static"
+        response = self.call("POST", path, deadline, body=body)
+        if response.status_code in (200, 201):
+            count("SmcSegmentsCreated")
+            return
+        data = json_object(response)
+        if response.status_code == 404:
+            raise not_found(Target("load", target.list_name, (), ()), 404)
+        if "exist" not in json.dumps(data.get("errors") or data.get("message") or "").lower():
+            raise SmcRefusedError(
+                f"SMC did not create {target.describe()} ({response.status_code}: {error_codes(data)})",
+                status=response.status_code,
+            )
 
     def call(
         self,
@@ -121,10 +193,16 @@ class SmcClient:
         organization_scoped: bool = True,
         data_call: bool = False,
         transient: frozenset[int] = TRANSIENT_STATUSES,
+        once: bool = False,
     ) -> requests.Response:
         """One logical SMC call (below `/organizations/{org}` unless `organization_scoped` is false),
         retried on connection errors, `transient` statuses, 3xx and 5xx until `deadline` — and, for a
         `data_call`, on a 2xx whose body is unreadable or carries a transient result code.
+
+        `once`: the call must not be repeated once SMC may have acted on it (a transactional send):
+        it is retried only when it surely never arrived or SMC answered 429/503, and every other
+        status is returned; a failure after the request may have left raises
+        `SmcSendUnconfirmedError`.
 
         Returns the response for any other status; raises `SmcAuthError` after a 401/403 that
         survives one secret refresh, `SmcRetryableError` when time or attempts run out.
@@ -141,7 +219,7 @@ class SmcClient:
             started = time.monotonic()
             failure: SmcError
             try:
-                response = self._session.request(
+                response = (self._once_session if once else self._session).request(
                     method,
                     url,
                     params=params,
@@ -154,6 +232,8 @@ class SmcClient:
                 # Includes a pooled connection the far end closed while idle: the retry opens a new one.
                 count("SmcConnectionErrors")
                 logger.warning("SMC call failed", extra={"error": type(exc).__name__, "attempt": attempt})
+                if once and not never_sent(exc):
+                    raise SmcSendUnconfirmedError(f"SMC's answer was lost ({type(exc).__name__})") from None
                 failure = SmcRetryableError(f"SMC unreachable ({type(exc).__name__})")
                 delay = backoff(attempt)
             else:
@@ -168,7 +248,9 @@ class SmcClient:
                     count("SmcAuthFailures")
                     raise SmcAuthError(f"SMC refused the service account ({status})", status=status)
                 why = None
-                if status in transient or status >= 500 or 300 <= status < 400:
+                if once:
+                    why = str(status) if status in NOT_PROCESSED_STATUSES else None
+                elif status in transient or status >= 500 or 300 <= status < 400:
                     why = str(status)
                 elif data_call and 200 <= status < 300:
                     answer = _transient_answer(response)

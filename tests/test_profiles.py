@@ -1,0 +1,265 @@
+"""Profiles, audiences and transactional messages (issue 12), end to end over real HTTP: the real
+lambda_handler, moto for AWS, the SMC sandbox's user list `users` (keyed on CUSTOMER_ID), its
+static segments and its transactional journey `order_confirmation`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from handler.cli import main as cli
+from sandbox import Fault
+from tests import support
+from tests.support import api_event, invoke, redelivered
+
+ORG, USERS = support.ORG, "users"
+FIELDS = {"MAIL": "traits.email", "FIRSTNAME": "traits.firstName", "CITY": "traits.address.city"}
+
+
+@pytest.fixture
+def profiles(stack: Any) -> Any:
+    """The stack with profiles on (the conftest's `stack` clears these settings for every test)."""
+    stack.set_env(
+        SMC_PROFILE_LIST=USERS,
+        SMC_PROFILE_KEY="CUSTOMER_ID",
+        SMC_PROFILE_FIELDS=json.dumps(FIELDS),
+        SMC_TRANSACTIONAL_EVENTS=json.dumps({"Order Completed": "order_confirmation"}),
+        SMC_TRANSACTIONAL_LANGUAGE="EN",
+    )
+    return stack
+
+
+def bearer(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return api_event(events, signature=False, bearer=support.BEARER_TOKEN)
+
+
+def profile(stack: Any, user_id: str) -> dict[str, Any] | None:
+    found = [row for row in stack.rows(USERS) if row["CUSTOMER_ID"] == user_id]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def members(stack: Any, segment: str) -> set[str]:
+    return {m["CUSTOMER_ID"] for m in stack.members(segment)}
+
+
+def messages(stack: Any) -> list[dict[str, Any]]:
+    return list(stack.sandbox.messages(ORG, "order_confirmation"))
+
+
+def audience(track: str, user_id: str, key: str, when: str) -> dict[str, Any]:
+    personas = {"computation_class": "audience", "computation_key": key}
+    properties = {"audience_key": key, key: track == "Audience Entered"}
+    return support.track(
+        track, userId=user_id, timestamp=when, properties=properties, context={"personas": personas}
+    )
+
+
+def entered(user_id: str, key: str = "high_value", when: str = "2026-11-27T10:00:00.000Z") -> dict[str, Any]:
+    return audience("Audience Entered", user_id, key, when)
+
+
+def exited(user_id: str, key: str = "high_value", when: str = "2026-11-27T11:00:00.000Z") -> dict[str, Any]:
+    return audience("Audience Exited", user_id, key, when)
+
+
+# -- profiles --------------------------------------------------------------------------------------
+def test_identify_upserts_the_profile_with_only_the_columns_it_carries(profiles):
+    first = support.identify(userId="p-1", traits={"email": "p1@example.com", "firstName": "Ann"})
+    assert invoke(api_event(first))[0] == 200
+    row = profile(profiles, "p-1")
+    assert (row["MAIL"], row["FIRSTNAME"], row["CITY"]) == ("p1@example.com", "Ann", None)
+    later = support.identify(
+        userId="p-1", traits={"address": {"city": "Ghent"}}, timestamp="2026-11-28T10:00:00Z"
+    )
+    status, body, _ = invoke(api_event(later))
+    assert status == 200 and body["delivered"] == 1
+    row = profile(profiles, "p-1")
+    assert (row["MAIL"], row["FIRSTNAME"], row["CITY"]) == ("p1@example.com", "Ann", "Ghent")
+
+
+def test_only_update_never_creates_an_unknown_person(profiles):
+    profiles.set_env(SMC_PROFILE_MODE="OnlyUpdate")
+    status, body, _ = invoke(
+        api_event(support.identify(userId="stranger", traits={"email": "s@example.com"}))
+    )
+    assert status == 200 and body["delivered"] == 1, body
+    assert profile(profiles, "stranger") is None
+
+
+def test_a_stale_identify_never_overwrites_a_newer_value(profiles):
+    newer = support.identify(
+        userId="p-2", traits={"email": "new@example.com"}, timestamp="2026-11-28T10:00:00Z"
+    )
+    older = support.identify(
+        userId="p-2", traits={"email": "old@example.com", "firstName": "Bo"}, timestamp="2026-11-27T10:00:00Z"
+    )
+    assert invoke(api_event(newer))[0] == 200
+    status, body, _ = invoke(api_event(older))
+    assert status == 200, body
+    row = profile(profiles, "p-2")
+    assert row["MAIL"] == "new@example.com"  # the newer value stands
+    assert row["FIRSTNAME"] == "Bo"  # the older event's other column was newer news: applied
+
+
+def test_profile_and_events_row_of_one_request_are_both_delivered_with_one_call_per_target(profiles):
+    events = [support.identify(userId=f"p-{i}", traits={"email": f"p{i}@example.com"}) for i in range(20)]
+    events += [support.track("Signed Up") for _ in range(5)]
+    profiles.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer(events))
+    assert status == 200 and body["delivered"] == 25, body
+    loads = [(c.path.rsplit("/", 3)[-3], c.rows) for c in profiles.smc_calls("/data/load")]
+    assert sorted(loads) == [("segment_events", 25), (USERS, 20)]
+
+
+def test_a_mapped_column_the_list_lacks_is_retried_and_named_by_check(profiles, capsys):
+    profiles.sandbox.remove_field(ORG, USERS, "FIRSTNAME")
+    status, body, _ = invoke(api_event(support.identify(userId="p-3", traits={"firstName": "Cy"})))
+    assert status == 503 and body["retried"] == 1, body
+    assert "profile: smc_target_not_found" in body["failures"][0]["reason"]
+    assert "column FIRSTNAME on list users" in body["failures"][0]["reason"]
+    assert cli(["check"]) == 1
+    assert any(
+        "FIRSTNAME" in line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")
+    )
+
+
+def test_a_delete_removes_the_profile_record(profiles):
+    assert invoke(api_event(support.identify(userId="p-4", traits={"email": "p4@example.com"})))[0] == 200
+    status, body, _ = invoke(api_event(support.delete(userId="p-4")))
+    assert status == 200 and body["delivered"] == 1, body
+    assert profile(profiles, "p-4") is None
+    status, _, _ = invoke(api_event(support.delete(userId="p-4")))  # nothing left: still done
+    assert status == 200
+
+
+# -- audiences -------------------------------------------------------------------------------------
+def test_audience_entered_and_exited_tracks_keep_the_segment_in_sync(profiles):
+    profiles.sandbox.add_segment(ORG, USERS, "high_value")
+    assert invoke(api_event(entered("a-1")))[0] == 200
+    assert members(profiles, "high_value") == {"a-1"}
+    assert invoke(api_event(exited("a-1")))[0] == 200
+    assert members(profiles, "high_value") == set()
+
+
+def test_an_identify_whose_audience_trait_flips_changes_the_membership(profiles):
+    profiles.sandbox.add_segment(ORG, USERS, "churn_risk")
+    personas = {"computation_class": "audience", "computation_key": "churn_risk"}
+    on = support.identify(userId="a-2", traits={"churn_risk": True}, context={"personas": personas})
+    off = support.identify(
+        userId="a-2",
+        traits={"churn_risk": False},
+        context={"personas": personas},
+        timestamp="2026-11-28T00:00:00Z",
+    )
+    assert invoke(api_event(on))[0] == 200 and members(profiles, "churn_risk") == {"a-2"}
+    assert invoke(api_event(off))[0] == 200 and members(profiles, "churn_risk") == set()
+
+
+def test_a_missing_audience_segment_is_created_once_then_used(profiles):
+    profiles.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([entered("a-3", key="new_audience"), entered("a-4", key="new_audience")]))
+    assert status == 200 and body["delivered"] == 2, body
+    assert invoke(api_event(entered("a-5", key="new_audience")))[0] == 200
+    creations = [c for c in profiles.sandbox.requests_log if c.path.endswith("/segments/static")]
+    assert len(creations) == 1
+    assert members(profiles, "new_audience") == {"a-3", "a-4", "a-5"}
+
+
+def test_a_stale_exited_never_removes_a_newer_entered(profiles):
+    profiles.sandbox.add_segment(ORG, USERS, "high_value")
+    assert invoke(api_event(entered("a-6", when="2026-11-27T12:00:00.000Z")))[0] == 200
+    profiles.sandbox.clear_requests_log()
+    status, body, _ = invoke(api_event(exited("a-6", when="2026-11-27T11:00:00.000Z")))
+    # its events-list row is delivered; its stale membership part never reaches SMC
+    assert status == 200 and body["delivered"] == 1, body
+    assert profiles.smc_calls("/segments/high_value/data") == []
+    assert members(profiles, "high_value") == {"a-6"}
+
+
+def test_an_unusable_audience_key_rejects_the_event_with_a_reason(profiles):
+    status, body, _ = invoke(api_event(entered("a-7", key="???")))
+    assert status == 400 and "audience key" in body["failures"][0]["reason"]
+
+
+# -- transactional messages ------------------------------------------------------------------------
+def order(user_id: str, **fields: Any) -> dict[str, Any]:
+    return support.track("Order Completed", userId=user_id, properties={"orderId": "o-1"}, **fields)
+
+
+def known(stack: Any, user_id: str) -> None:
+    assert (
+        invoke(api_event(support.identify(userId=user_id, traits={"email": f"{user_id}@example.com"})))[0]
+        == 200
+    )
+
+
+def test_a_transactional_track_sends_the_journey_to_the_profile(profiles):
+    known(profiles, "t-1")
+    status, body, _ = invoke(api_event(order("t-1")))
+    assert status == 200 and body["delivered"] == 1, body
+    (message,) = messages(profiles)
+    assert message["recipient"] == "t-1" and message["language"] == "EN"
+
+
+def test_a_recipient_smc_cannot_find_is_rejected_with_its_reason(profiles):
+    status, body, _ = invoke(api_event(order("nobody")))
+    assert status == 400 and "transactional message" in body["failures"][0]["reason"], body
+    assert messages(profiles) == []
+
+
+def test_a_transactional_send_is_not_repeated_when_its_request_is_redelivered(profiles):
+    known(profiles, "t-2")
+    # the events-list row fails, the send succeeds: Segment retries the whole request
+    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/segment_events/data/load"))
+    request = api_event(order("t-2"))
+    status, body, _ = invoke(request)
+    assert status == 503, body
+    profiles.sandbox.clear_faults()
+    for again in (
+        redelivered(request),
+        bearer([order("t-2", messageId=json.loads(request["body"])["messageId"])]),
+    ):
+        status, body, _ = invoke(again)
+        assert status == 200 and body["delivered"] == 1, body
+    assert len(messages(profiles)) == 1
+
+
+def test_a_send_whose_answer_is_lost_is_never_repeated_and_is_reported_unconfirmed(profiles):
+    known(profiles, "t-3")
+    lost = Fault(drop_connection=True, after_processing=True, path_contains="/journeys/transactional/")
+    profiles.sandbox.inject(lost)
+    request = api_event(order("t-3"))
+    status, body, _ = invoke(request)
+    assert status == 400 and body["failures"][0]["reason"].endswith(
+        "unconfirmed transactional send, not repeated"
+    )
+    profiles.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([order("t-3", messageId=json.loads(request["body"])["messageId"])]))
+    assert "unconfirmed transactional send, not repeated" in body["failures"][0]["reason"]
+    assert len(messages(profiles)) == 1  # sent once, by the first attempt
+    assert profiles.smc_calls("/journeys/transactional/") == []  # and never again
+
+
+def test_a_send_smc_definitely_did_not_make_is_retried_and_then_sent_once(profiles):
+    known(profiles, "t-4")
+    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/journeys/transactional/"))
+    request = api_event(order("t-4"))
+    profiles.set_env(RESPONSE_DEADLINE_MS="1500")
+    status, body, _ = invoke(request)
+    assert status == 503 and body["retried"] == 1, body
+    profiles.sandbox.clear_faults()
+    status, body, _ = invoke(redelivered(request))
+    assert status == 200 and body["delivered"] == 1, body
+    assert len(messages(profiles)) == 1
+
+
+def test_a_transactional_track_not_in_the_allowlist_still_sends(profiles):
+    known(profiles, "t-5")
+    profiles.set_env(SMC_ALLOWED_EVENTS="Signed Up")
+    status, body, _ = invoke(api_event(order("t-5")))
+    assert status == 200 and body["delivered"] == 1, body
+    assert len(messages(profiles)) == 1
+    assert not [r for r in profiles.rows() if r["EVENT_NAME"] == "Order Completed"]
