@@ -30,7 +30,6 @@ IAM_ACTIONS = {
     "dynamodb:DeleteItem",
     "dynamodb:BatchGetItem",  # handler/ordering.py reads
     "dynamodb:BatchWriteItem",  # handler/transactional.py settles
-
     "sqs:SendMessage",  # handler/queue.py send (queued mode only)
 }
 DELIVERY_IAM_ACTIONS = {
