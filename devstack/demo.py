@@ -31,12 +31,16 @@ class Sandbox:
 
     def __init__(self, state: dict[str, Any]) -> None:
         self.url = state.get("sandbox_url")
-        org = state.get("organization", "demo")
-        self.rows_path = f"/_sandbox/organizations/{org}/lists/{state.get('events_list')}/rows"
-        self.members_path = (
-            f"/_sandbox/organizations/{org}/lists/{state.get('users_list')}"
-            f"/segments/{state.get('segment')}/members"
-        )
+        org = f"/_sandbox/organizations/{state.get('organization', 'demo')}"
+        users = f"{org}/lists/{state.get('users_list')}"
+        # What the table follows: (column, admin API path, the key of the list in its answer)
+        self.views = [
+            ("events rows", f"{org}/lists/{state.get('events_list')}/rows", "rows"),
+            ("vip members", f"{users}/segments/{state.get('segment')}/members", "members"),
+            ("profiles", f"{users}/rows", "rows"),
+            ("audience", f"{users}/segments/{state.get('audience_segment')}/members", "members"),
+            ("messages", f"{org}/journeys/{state.get('journey')}/messages", "messages"),
+        ]
 
     def _get(self, path: str, key: str) -> int | None:
         if not self.url:
@@ -47,13 +51,11 @@ class Sandbox:
         except (requests.RequestException, ValueError, KeyError, TypeError):
             return None
 
-    def snapshot(self) -> tuple[int | None, int | None, int | None]:
-        """(events-list rows, segment members, SMC requests so far)."""
-        return (
-            self._get(self.rows_path, "rows"),
-            self._get(self.members_path, "members"),
-            self._get("/_sandbox/requests", "requests"),
-        )
+    def snapshot(self) -> list[int | None]:
+        """SMC requests so far, then each view's count."""
+        return [self._get("/_sandbox/requests", "requests")] + [
+            self._get(path, key) for _, path, key in self.views
+        ]
 
 
 def _body(event: dict[str, Any]) -> bytes:
@@ -101,7 +103,18 @@ def run_demo(state_dir: Path, events_dir: Path = EVENTS_DIR, out: TextIO | None 
     url = str(state["webhook_url"])
     sandbox = Sandbox(state)
     print(f"Sending {len(cases)} cases from {events_dir} to {url}\n", file=out)
-    table = [["#", "case", "auth", "expect", "got", "outcome", "SMC calls", "events rows", "vip members"]]
+    table = [
+        [
+            "#",
+            "case",
+            "auth",
+            "expect",
+            "got",
+            "outcome",
+            "SMC calls",
+            *(name for name, _, _ in sandbox.views),
+        ]
+    ]
     before = sandbox.snapshot()
     differ = 0
     for number, case in enumerate(cases, start=1):
@@ -121,7 +134,7 @@ def run_demo(state_dir: Path, events_dir: Path = EVENTS_DIR, out: TextIO | None 
             data = None
         replayed = " (replayed)" if response.headers.get("X-Idempotent-Replay") else ""
         after = sandbox.snapshot()
-        calls = "-" if after[2] is None or before[2] is None else str(after[2] - before[2])
+        calls = "-" if after[0] is None or before[0] is None else str(after[0] - before[0])
         mark = "" if response.status_code == case["status"] else "  <- differs"
         differ += bool(mark)
         table.append(
@@ -133,8 +146,7 @@ def run_demo(state_dir: Path, events_dir: Path = EVENTS_DIR, out: TextIO | None 
                 f"{response.status_code}{mark}",
                 _outcome(data) + replayed,
                 calls,
-                _count(after[0], before[0]),
-                _count(after[1], before[1]),
+                *(_count(now, was) for now, was in zip(after[1:], before[1:], strict=True)),
             ]
         )
         before = after
@@ -145,8 +157,8 @@ def run_demo(state_dir: Path, events_dir: Path = EVENTS_DIR, out: TextIO | None 
     else:
         print(f"All {len(cases)} answers are the expected ones.", file=out)
     if sandbox.url:
-        print(f"SMC rows:     {sandbox.url}{sandbox.rows_path}", file=out)
-        print(f"VIP members:  {sandbox.url}{sandbox.members_path}", file=out)
+        for name, path, _ in sandbox.views:
+            print(f"{name + ':':<13} {sandbox.url}{path}", file=out)
     print(f"Function log: {state.get('log_file')}", file=out)
     print(
         "Run it again: the same requests are then answered from the idempotency store (replayed).", file=out

@@ -28,6 +28,8 @@ STACK_OWNED = (
 USERS_LIST = "users"
 STATIC_SEGMENT = "vip"
 EXAMPLE_CUSTOMER = "user_48213"  # the userId of events/ (events/payloads.py)
+AUDIENCE_SEGMENT = "high_value_customers"  # the Engage audience of events/audience_entered.json
+ORDER_JOURNEY = "order_confirmation"  # the journey events/env.json's Order Completed triggers
 
 
 class ExamplesError(StackError):

@@ -23,7 +23,15 @@ from typing import Any, TextIO
 
 from devstack import HOST, ROUTE
 from devstack.artifact import RUNTIME_DIR, ArtifactFunction, FunctionConfig
-from devstack.examples import EXAMPLE_CUSTOMER, STATIC_SEGMENT, USERS_LIST, example_env, example_secret
+from devstack.examples import (
+    AUDIENCE_SEGMENT,
+    EXAMPLE_CUSTOMER,
+    ORDER_JOURNEY,
+    STATIC_SEGMENT,
+    USERS_LIST,
+    example_env,
+    example_secret,
+)
 from devstack.front import Invoke
 from devstack.state import Port, StackError, StackLock, check_ports
 from devstack.tables import create_table
@@ -167,7 +175,7 @@ class LocalStack:
             return self.config.real_smc.admin_url
         from handler.schema import EVENTS_LIST_COLUMNS
         from sandbox import SmcSandbox
-        from sandbox.state import ORDER_JOURNEY, USERS_FIELDS
+        from sandbox.state import USERS_FIELDS
 
         sandbox = SmcSandbox(HOST, self.config.sandbox_port)
         sandbox.start()
@@ -267,6 +275,8 @@ class LocalStack:
             "events_list": self.env.get("SMC_EVENTS_LIST", "segment_events"),
             "users_list": USERS_LIST,
             "segment": STATIC_SEGMENT,
+            "audience_segment": AUDIENCE_SEGMENT,
+            "journey": ORDER_JOURNEY,
             "log_file": str(self.log_path),
             "secret_id": SECRET_ID,
             "table": TABLE,

@@ -132,6 +132,18 @@ def test_make_demo_sends_every_case_and_shows_smc(local_stack: RunningStack) -> 
     assert second.returncode == 0 and "(replayed)" in second.stdout
     members = local_stack.admin("/organizations/demo/lists/users/segments/vip/members")["members"]
     assert members == []  # group_add then group_remove
+    # And a profile, an audience and a transactional send landed in the sandbox
+    assert "profiles" in first.stdout and "audience" in first.stdout and "messages" in first.stdout
+    profiles = local_stack.admin("/organizations/demo/lists/users/rows")["rows"]
+    assert {
+        "CUSTOMER_ID": "user_48213",
+        "MAIL": "zoe.martin@example.com",
+        "FIRSTNAME": "Zoë",
+    }.items() <= next(p for p in profiles if p["CUSTOMER_ID"] == "user_48213").items()
+    audience = local_stack.admin("/organizations/demo/lists/users/segments/high_value_customers/members")
+    assert [m["CUSTOMER_ID"] for m in audience["members"]] == ["user_48213"]
+    sent = local_stack.admin("/organizations/demo/journeys/order_confirmation/messages")["messages"]
+    assert {m["recipient"] for m in sent} == {"user_48213"} and len(sent) == 2  # track, batch_envelope
 
 
 def test_a_second_start_is_refused_with_a_clear_message(local_stack: RunningStack, tmp_path: Path) -> None:
