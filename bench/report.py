@@ -114,6 +114,14 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         out["ordering_added_pct_1000"] = round((on - off) / on * 100, 1)
         plain_on, plain_off = medians["no_groups_on"], medians["no_groups_off"]
         out["ordering_added_pct_no_groups_1000"] = round((plain_on - plain_off) / plain_off * 100, 1)
+    engage = raw.get("profiles")
+    if engage:
+        product, floor = _ms(engage["product_s"]), _ms(engage["floor_s"])
+        calls = engage["smc_calls"]
+        out["profiles"] = {"events": engage["events"], "product_ms": product, "floor_ms": floor}
+        out["profiles_time_ratio_vs_floor_1000"] = _ratio(product, floor)
+        out["profiles_smc_calls_per_1000"] = round(calls["calls"] * 1000 / calls["events"], 2)
+        out["profiles_distinct_targets_1000"] = calls["distinct_targets"]
     cold = raw.get("coldstart")
     if cold:
         med = cold["median"]
@@ -275,6 +283,9 @@ def table(results: dict[str, Any]) -> str:
         ("ordering_added_ms_1000", "(100 group calls)"),
         ("ordering_added_pct_1000", "< 25 % of the request"),
         ("ordering_added_pct_no_groups_1000", "< 5 % (noise: no group calls)"),
+        ("profiles_time_ratio_vs_floor_1000", "(profiles + audiences on)"),
+        ("profiles_smc_calls_per_1000", "≤ distinct targets"),
+        ("profiles_distinct_targets_1000", ""),
         ("cold_start_ratio", "≤ 1.3"),
         ("cold_start_ratio_vs_imports_only", ""),
         ("cold_start_import_ratio", ""),

@@ -24,7 +24,7 @@ from bench import coldstart, memory, package
 from bench import env as benv
 from bench.report import summarize, table
 
-SECTIONS = ("package", "throughput", "latency", "queued", "ordering", "coldstart", "memory")
+SECTIONS = ("package", "throughput", "latency", "queued", "ordering", "profiles", "coldstart", "memory")
 TARGETS = {
     "throughput_ratio_vs_naive_1000": (">=", 20.0),
     "time_ratio_vs_floor_1000": ("<=", 2.0),
@@ -33,6 +33,7 @@ TARGETS = {
     "peak_rss_mb_over_idle_4000": ("<", 128.0),
     "stuck_answer_ms": ("<", "stuck_deadline_ms"),
     "ordering_added_pct_1000": ("<", 25.0),
+    "profiles_smc_calls_per_1000": ("<=", "profiles_distinct_targets_1000"),
     # No group calls: the same code path, so only the run's noise (a few %) may show.
     "ordering_added_pct_no_groups_1000": ("<", 5.0),
 }
@@ -44,6 +45,7 @@ WORKER_SECTIONS = (
     ("latency", "latency with a slow SMC"),
     ("queued", "queued delivery vs sync"),
     ("ordering", "order safety on and off"),
+    ("profiles", "profiles and audiences on"),
 )
 
 

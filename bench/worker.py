@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from bench import env as benv
 from bench.references import References
-from bench.workload import MIX, MIX_WITHOUT_GROUPS, request
+from bench.workload import MIX, MIX_ENGAGE, MIX_WITHOUT_GROUPS, request
 from tests.support import FakeContext as Context
 from tests.support import sqs_event
 
@@ -103,10 +103,10 @@ def throughput(stack: benv.Stack, sizes: tuple[int, ...], scale: float) -> dict[
     return results
 
 
-def smc_calls(stack: benv.Stack, size: int = 1000) -> dict[str, Any]:
+def smc_calls(stack: benv.Stack, size: int = 1000, mix: tuple[str, ...] = MIX) -> dict[str, Any]:
     """SMC calls one realistic `size`-event request costs, from the sandbox's request log."""
     benv.clear_log(stack)
-    _check(invoke(request(size))[1], size)
+    _check(invoke(request(size, mix))[1], size)
     log = benv.smc_log(stack)
     targets = {(r["method"], r["path"], json.dumps(r["query"], sort_keys=True)) for r in log}
     return {
@@ -185,6 +185,45 @@ def ordering(stack: benv.Stack, scale: float, size: int = 1000) -> dict[str, Any
         runtime.stores = store
     groups = sum(1 for kind in itertools.islice(itertools.cycle(MIX), size) if kind == "group")
     return {"events": size, "group_events": groups, **{f"{name}_s": s for name, s in samples.items()}}
+
+
+# Profiles and audiences on the bench sandbox's user list (its default seed has these columns).
+PROFILE_ENV = {
+    "SMC_PROFILE_LIST": "users",
+    "SMC_PROFILE_KEY": "CUSTOMER_ID",
+    "SMC_PROFILE_FIELDS": json.dumps({"MAIL": "traits.email", "FIRSTNAME": "traits.firstName"}),
+    "SMC_AUDIENCES": "true",
+}
+
+
+def profiles(stack: benv.Stack, scale: float, size: int = 1000) -> dict[str, Any]:
+    """The realistic request with profiles and audiences on (one event in 20 an audience change):
+    its time next to the floor's, and its SMC calls against its distinct targets."""
+    from handler.app import reset_runtime
+
+    refs = References(stack.api_url)
+    os.environ.update(PROFILE_ENV)
+    reset_runtime()
+    try:
+        for _ in range(2):  # warm-up; the audiences' segments are created on the first one
+            _check(invoke(request(size, MIX_ENGAGE))[1], size)
+        product_s: list[float] = []
+        floor_s: list[float] = []
+        for _ in range(max(1, round(15 * scale))):
+            api_event = request(size, MIX_ENGAGE)
+            gc.collect()
+            seconds, answer = invoke(api_event)
+            _check(answer, size)
+            product_s.append(seconds)
+            floor_event = request(size)
+            gc.collect()
+            floor_s.append(_timed(lambda e=floor_event: refs.floor(e)))  # type: ignore[misc]
+        calls = smc_calls(stack, size, MIX_ENGAGE)
+    finally:
+        for name in PROFILE_ENV:
+            os.environ.pop(name, None)
+        reset_runtime()
+    return {"events": size, "product_s": product_s, "floor_s": floor_s, "smc_calls": calls}
 
 
 class Poller:
@@ -308,7 +347,7 @@ def queued(stack: benv.Stack, sizes: tuple[int, ...], scale: float) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
-    parser.add_argument("what", choices=("throughput", "latency", "queued", "ordering"))
+    parser.add_argument("what", choices=("throughput", "latency", "queued", "ordering", "profiles"))
     parser.add_argument("out", help="where to write the JSON result")
     parser.add_argument("--sizes", default=_DEFAULT_SIZES)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the samples (smoke runs)")
@@ -323,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(int(s) for s in args.sizes.split(","))
         result: dict[str, Any] = {"throughput": throughput(stack, sizes, args.scale)}
         result["smc_calls"] = smc_calls(stack, 1000 if 1000 in sizes else max(sizes))
+    elif args.what == "profiles":
+        size = int(args.sizes) if args.sizes != _DEFAULT_SIZES else 1000
+        result = {"profiles": profiles(stack, args.scale, size)}
     elif args.what == "ordering":
         size = int(args.sizes) if args.sizes != _DEFAULT_SIZES else 1000
         result = {"ordering": ordering(stack, args.scale, size)}

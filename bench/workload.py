@@ -27,6 +27,7 @@ GROUP_TARGETS: tuple[tuple[str, str], ...] = (
 PAD_TO_BYTES = 1000  # Segment events from analytics.js are ~0.8-2 KB; 4,000 of these are a ~4 MB body
 
 _run = uuid.uuid4().hex[:8]
+AUDIENCES = ("high_value", "churn_risk", "newsletter_fans")  # Engage audiences of the engage mix
 _ids = itertools.count(1)
 
 
@@ -52,9 +53,10 @@ def event(kind: str, position: int) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": kind,
         "messageId": f"bench-{_run}-{os.getpid()}-{n}",
-        "userId": f"user-{n % 5000}",
+        "userId": f"user-{_run}-{os.getpid()}-{n % 5000}",
         "anonymousId": f"anon-{n % 7919:06d}-6c1f-4a9e-9d2b",
-        "timestamp": "2026-11-27T10:15:30.123Z",
+        # Later events are later: a person's profile and memberships are ordered by it.
+        "timestamp": _now(),
         "originalTimestamp": "2026-11-27T10:15:29.900Z",
         "sentAt": "2026-11-27T10:15:30.050Z",
         "receivedAt": "2026-11-27T10:15:30.400Z",
@@ -63,7 +65,13 @@ def event(kind: str, position: int) -> dict[str, Any]:
         "context": _context(n),
         "integrations": {},
     }
-    if kind == "track":
+    if kind == "audience":
+        audience = AUDIENCES[n % len(AUDIENCES)]
+        personas = {"computation_class": "audience", "computation_key": audience}
+        body["context"] = {**body["context"], "personas": personas}
+        body.update(type="track", event=("Audience Entered", "Audience Exited")[n % 2])
+        body["properties"] = {"audience_key": audience, audience: n % 2 == 0}
+    elif kind == "track":
         body["event"] = ("Order Completed", "Product Viewed", "Signed Up")[n % 3]
         body["properties"] = {"orderId": f"o-{n}", "total": 129.5, "currency": "EUR", "items": 3}
     elif kind == "page":
@@ -88,6 +96,13 @@ def event(kind: str, position: int) -> dict[str, Any]:
 
 # The same mix with its group calls (the only events that overwrite state) as track calls instead.
 MIX_WITHOUT_GROUPS: tuple[str, ...] = tuple("track" if kind == "group" else kind for kind in MIX)
+# With profiles on: one track in 20 is an Engage audience change instead.
+MIX_ENGAGE: tuple[str, ...] = ("audience", *MIX[1:])
+
+
+def _now() -> str:
+    moment = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"
 
 
 def mixed_events(count: int, mix: tuple[str, ...] = MIX) -> list[dict[str, Any]]:

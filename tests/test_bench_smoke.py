@@ -45,6 +45,7 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
     )
     raw.update(_worker(bench_stack, tmp_path, "queued", "--sizes", "1,5", "--scale", "0.01"))
     raw.update(_worker(bench_stack, tmp_path, "ordering", "--sizes", "20", "--scale", "0.01"))
+    raw.update(_worker(bench_stack, tmp_path, "profiles", "--sizes", "40", "--scale", "0.01"))
     work = tmp_path / "cold"
     work.mkdir()
     raw["coldstart"] = {
@@ -68,5 +69,6 @@ def test_every_measurement_runs_and_reports(bench_stack, tmp_path):
     text = table(results)
     assert "warm throughput" in text and "cold start" in text and "queued vs sync" in text
     assert "order safety" in text and "ordering_added_pct_1000" in summary
+    assert summary["profiles_smc_calls_per_1000"] * 40 / 1000 == summary["profiles_distinct_targets_1000"]
     assert summary["queued_webhook_ms_1"] > 0 and summary["queued"]["5"]["end_to_end_events_per_s"] > 0
     assert summary["cold_start_ratio"] > 0 and summary["peak_rss_mb_over_idle_4000"] >= 0
