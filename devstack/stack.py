@@ -175,7 +175,7 @@ class LocalStack:
             return self.config.real_smc.admin_url
         from handler.schema import EVENTS_LIST_COLUMNS
         from sandbox import SmcSandbox
-        from sandbox.state import USERS_FIELDS
+        from sandbox.state import seed_users
 
         sandbox = SmcSandbox(HOST, self.config.sandbox_port)
         sandbox.start()
@@ -186,9 +186,7 @@ class LocalStack:
         events_list = self.env.get("SMC_EVENTS_LIST", "segment_events")
         fields = [column.as_field() for column in EVENTS_LIST_COLUMNS]
         sandbox.add_list(org, events_list, fields, type="Datalist", name="Segment events")
-        sandbox.add_list(org, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
-        sandbox.add_segment(org, USERS_LIST, STATIC_SEGMENT, "Static", name="VIP")
-        sandbox.add_journey(org, ORDER_JOURNEY, USERS_LIST, name="Order confirmation")
+        seed_users(sandbox, org)  # the user list, segment and journey the example settings name
         # The example customer of events/ already has a profile, as a marketer's customers do, so
         # its transactional message finds its recipient even before an identify came.
         sandbox.state.load(

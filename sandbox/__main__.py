@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         choices=("default", "none"),
         default="none",
-        help="'default': org demo, account demo-key:demo-secret, segment_events, users, vip",
+        help="'default': org demo, account demo-key:demo-secret, segment_events, users, vip, "
+        "order_confirmation",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every SMC request")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")

@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 # result_code / error_code pairs a real SMC plausibly answers with for a given status.
 _STATUS_BODIES: dict[int, tuple[str, str, str]] = {
@@ -18,6 +18,21 @@ _STATUS_BODIES: dict[int, tuple[str, str, str]] = {
     503: ("ServiceUnavailable", "ERR_SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
 }
 
+# The shape a `result_code` fault answers in: a load/delete, a transactional send, a creation.
+AnswerKind = Literal["data", "send", "created"]
+
+
+def answer_kind(path: str) -> AnswerKind:
+    """Which answer shape a `result_code` fault takes for a request to `path`."""
+    lowered = path.lower().rstrip("/")
+    if lowered.endswith("/send"):
+        return "send"
+    return "created" if lowered.endswith("/segments/static") else "data"
+
+
+def _injected() -> list[dict[str, str]]:
+    return [{"error_code": "ERR_FAULT", "description": "injected"}]
+
 
 @dataclass
 class Fault:
@@ -25,8 +40,9 @@ class Fault:
 
     `status` answers that status instead of the real response; `delay_s` sleeps first;
     `result_code` answers (status 200 unless set) an SMC load/delete body with that result code,
-    counters of zero and `invalid_records` naming `invalid_rows`, without applying anything — an
-    SMC whose 200 is no proof;
+    counters of zero and `invalid_records` naming `invalid_rows` (a send: every item with that
+    result code, `Failed` for the items in `invalid_rows`, no message ids; a segment creation:
+    that result code and a message), without applying anything — an SMC whose 200 is no proof;
     `drop_connection` closes the socket without a (complete) response — with `send_headers`
     the status line and headers go out first, so the drop happens mid-response;
     `after_processing` applies the request to the state before the fault strikes.
@@ -72,12 +88,16 @@ class Fault:
             return False
         return self.path_contains is None or self.path_contains in path
 
-    def response_body(self, rows: int | None = None) -> dict[str, Any]:
-        """The JSON body answered with `status`: the configured one, a load/delete answer with
-        `result_code` for a request of `rows` rows, else an SMC-like error."""
+    def response_body(self, kind: AnswerKind = "data", request: Any = None, rows: int | None = None) -> Any:
+        """The JSON body answered with `status`: the configured one, an answer of `kind` with
+        `result_code` for the `request` body of `rows` rows or items, else an SMC-like error."""
         if self.body is not None:
             return self.body
         if self.result_code is not None:
+            if kind == "send":
+                return self._send_answer(request)
+            if kind == "created":
+                return {"result_code": self.result_code, "message": "Injected.", "errors": self._errors()}
             return self._data_answer(rows or 0)
         status = self.status or 500
         default = ("InternalServerError", "ERR_INTERNAL", "An unexpected error occurred.")
@@ -99,8 +119,33 @@ class Fault:
             "number_of_records_not_found": 0,
             "number_of_deleted_records": 0,
             "invalid_records": invalid,
-            "errors": None if succeeded else [{"error_code": "ERR_FAULT", "description": "injected"}],
+            "errors": self._errors(),
         }
+
+    def _send_answer(self, request: Any) -> dict[str, Any]:
+        items = request.get("items") if isinstance(request, dict) else None
+        answers = []
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            echo = item if isinstance(item, dict) else {}
+            failed = index in (self.invalid_rows or [])
+            answers.append(
+                {
+                    "data": echo.get("data"),
+                    "recipient": echo.get("recipient"),
+                    "language": echo.get("language"),
+                    "result_code": "Failed" if failed else self.result_code,
+                    "errors": _injected() if failed else [],
+                }
+            )
+        return {
+            "result_code": self.result_code,
+            "errors": self._errors(),
+            "response_data": answers,
+            "messages": [],
+        }
+
+    def _errors(self) -> list[dict[str, str]] | None:
+        return None if self.result_code == "Succeeded" else _injected()
 
     def response_headers(self) -> list[tuple[str, str]]:
         return [("Retry-After", self.retry_after)] if self.retry_after is not None else []

@@ -54,6 +54,16 @@ class RowsRefused(SmcError):
         return {**super().body(), "number_of_failed_records": failed, "invalid_records": self.invalid}
 
 
+class CreationFailed(SmcError):
+    """A create request refused as the Swagger's `create_segment_failed_response`: 400 `Failed`."""
+
+    def __init__(self, error_code: str, description: str) -> None:
+        super().__init__(400, "Failed", error_code, description)
+
+    def body(self) -> JsonDict:
+        return {**super().body(), "message": "Request Failed"}
+
+
 def not_found(description: str) -> SmcError:
     return SmcError(404, "NotFound", "ERR_NOT_FOUND", description)
 
@@ -181,7 +191,21 @@ class Segment:
     api_name: str
     name: str
     segment_type: str
+    description: str | None = None
     members: set[int] = field(default_factory=set)
+
+    def item(self) -> JsonDict:
+        """The segment as GET …/segments lists it."""
+        return {"api_name": self.api_name, "name": self.name, "segment_type": self.segment_type}
+
+    def details(self) -> JsonDict:
+        """`SegmentDetailsModel`, as GET …/segments/{segment} answers it."""
+        return {
+            "type": self.segment_type,
+            "api_name": self.api_name,
+            "name": self.name,
+            "description": self.description,
+        }
 
 
 class SmcList:
@@ -191,7 +215,7 @@ class SmcList:
         self.id, self.api_name, self.name, self.type = list_id, api_name, name, list_type
         self.columns: dict[str, FieldDef] = {}  # upper-cased name → field: SMC names are case-insensitive
         self.rows: dict[int, JsonDict] = {}
-        self.segments: dict[str, Segment] = {}
+        self.segments: dict[str, Segment] = {}  # lower-cased api name → segment: 'VIP' is 'vip'
         # key field names → key values → record ids; built on first use of a key combination so
         # upserts and deletes cost O(rows in the request), not O(rows stored).
         self._indexes: dict[tuple[str, ...], dict[Key, set[int]]] = {}
@@ -371,7 +395,8 @@ def _dedupe(valid: list[_Valid], first_wins: bool) -> tuple[dict[Key, tuple[int,
     return unique, len(valid) - len(unique)
 
 
-def _result_code(total: int, failed: int) -> str:
+def result_code_for(total: int, failed: int) -> str:
+    """`Succeeded`, `PartiallySucceeded` or `Failed` for `failed` of `total` rows or items."""
     if failed == 0:
         return "Succeeded"
     return "Failed" if failed >= total else "PartiallySucceeded"
@@ -418,7 +443,7 @@ def load_batch(
         if segment is not None:
             segment.members.update(existing)
     return {
-        "result_code": _result_code(len(batch.rows), len(invalid)),
+        "result_code": result_code_for(len(batch.rows), len(invalid)),
         "number_of_inserted_records": inserted,
         "number_of_updated_records": updated,
         "number_of_failed_records": len(invalid),
@@ -456,7 +481,7 @@ def delete_batch(
                 lst.delete(rid)
         deleted += len(targets)
     return {
-        "result_code": _result_code(len(batch.rows), len(invalid)),
+        "result_code": result_code_for(len(batch.rows), len(invalid)),
         "number_of_deleted_records": deleted,
         "number_of_duplicate_records": duplicates,
         "number_of_failed_records": len(invalid),

@@ -5,8 +5,8 @@ Admin API under /_sandbox/ (no SMC auth; JSON in and out; the server binds to lo
   POST   /_sandbox/seed                       {"preset": "default", "service_accounts": [{key, secret}],
                                               "organizations": [name], "lists": [{org, api_name, fields,
                                               type, name}], "segments": [{org, list, api_name,
-                                              segment_type, name}], "journeys": [{org, api_name,
-                                              list, name}]} (every key optional)
+                                              segment_type, name, description}], "journeys": [{org,
+                                              api_name, name, list}]} (every key optional)
   POST   /_sandbox/service-accounts           {key, secret}
   DELETE /_sandbox/service-accounts/{key}
   GET    /_sandbox/organizations/{org}/lists/{list}/rows                    → {"rows": [...]}
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from .faults import Fault
-from .model import SmcError, not_found, page_bounds, validation_failed
+from .model import CreationFailed, SmcError, not_found, page_bounds, validation_failed
 from .state import SandboxState, seed_default
 
 if TYPE_CHECKING:
@@ -125,6 +125,23 @@ def _segments(state: SandboxState, a: list[str], q: Mapping[str, str], body: Any
     return 200, {"segments": segments, "segment_count": len(segments)}
 
 
+def _create_static_segment(state: SandboxState, a: list[str], q: Mapping[str, str], body: Any) -> Reply:
+    """POST …/segments/static: `api_name` and `name` required (the Swagger's model), `description`
+    and `tags` optional; every refusal is a 400 `Failed` as the Swagger documents it."""
+    spec = body if isinstance(body, dict) else {}
+    api_name, name, description = spec.get("api_name"), spec.get("name"), spec.get("description")
+    tags = spec.get("tags")
+    for key, value in (("api_name", api_name), ("name", name)):
+        if not isinstance(value, str) or not value.strip():
+            raise CreationFailed("ERR_VALIDATION", f"'{key}' is required and must be a string")
+    if description is not None and not isinstance(description, str):
+        raise CreationFailed("ERR_VALIDATION", "'description' must be a string")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        raise CreationFailed("ERR_VALIDATION", "'tags' must be an array of strings")
+    state.add_segment(a[0], a[1], str(api_name), "Static", str(name), description)
+    return 200, {"result_code": "Succeeded", "message": "The static segment has been created successfully."}
+
+
 def _save_record(state: SandboxState, a: list[str], q: Mapping[str, str], body: Any) -> Reply:
     """POST .../data?keyfields=…: upsert one record given as an object, via the load rules."""
     values = _object(body)
@@ -149,20 +166,17 @@ SMC_ROUTES: tuple[tuple[str, tuple[str, ...], SmcRoute], ...] = (
     ("GET", (*_LIST, "fields"), lambda s, a, q, b: (200, {"fields": s.fields(a[0], a[1])})),
     ("POST", (*_LIST, "fields"), _create_fields),
     ("GET", (*_LIST, "segments"), _segments),
+    ("POST", (*_LIST, "segments", "static"), _create_static_segment),
+    ("GET", _SEGMENT, lambda s, a, q, b: (200, s.segment_info(a[0], a[1], a[2]))),
     ("POST", (*_LIST, "data"), _save_record),
     ("POST", (*_LIST, "data", "load"), lambda s, a, q, b: (200, s.load(a[0], a[1], None, q, b))),
     ("DELETE", (*_LIST, "data"), lambda s, a, q, b: (200, s.delete(a[0], a[1], None, q, b))),
     ("POST", (*_SEGMENT, "data", "load"), lambda s, a, q, b: (200, s.load(a[0], a[1], a[2], q, b))),
     ("DELETE", (*_SEGMENT, "data"), lambda s, a, q, b: (200, s.delete(a[0], a[1], a[2], q, b))),
     ("DELETE", (*_SEGMENT, "data", "clear"), lambda s, a, q, b: (200, s.clear_segment(a[0], a[1], a[2]))),
-    (
-        "POST",
-        (*_LIST, "segments", "static"),
-        lambda s, a, q, b: (200, s.create_static_segment(a[0], a[1], b)),
-    ),
-    ("GET", _JOURNEYS, lambda s, a, q, b: (200, s.journeys(a[0]))),
-    ("GET", (*_JOURNEYS, "*"), lambda s, a, q, b: (200, s.journey(a[0], a[1]))),
-    ("POST", (*_JOURNEYS, "*", "send"), lambda s, a, q, b: (200, s.send(a[0], a[1], b))),
+    ("GET", _JOURNEYS, lambda s, a, q, b: (200, {"journeys": s.journeys(a[0])})),
+    ("GET", (*_JOURNEYS, "*"), lambda s, a, q, b: (200, s.journey_info(a[0], a[1]))),
+    ("POST", (*_JOURNEYS, "*", "send"), lambda s, a, q, b: s.send(a[0], a[1], b)),
 )
 
 
@@ -196,12 +210,17 @@ def _seed(sandbox: SmcSandbox, doc: Any) -> None:
         sandbox.add_list(
             lst["org"], lst["api_name"], lst.get("fields", []), lst.get("type", "Datalist"), lst.get("name")
         )
-    for journey in doc.get("journeys", []):
-        sandbox.add_journey(journey["org"], journey["api_name"], journey["list"], journey.get("name"))
     for seg in doc.get("segments", []):
         sandbox.add_segment(
-            seg["org"], seg["list"], seg["api_name"], seg.get("segment_type", "Static"), seg.get("name")
+            seg["org"],
+            seg["list"],
+            seg["api_name"],
+            seg.get("segment_type", "Static"),
+            seg.get("name"),
+            seg.get("description"),
         )
+    for journey in doc.get("journeys", []):
+        sandbox.add_journey(journey["org"], journey["api_name"], journey["list"], journey.get("name"))
 
 
 def _reset(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
@@ -269,8 +288,8 @@ def _clear_faults(sandbox: SmcSandbox, a: list[str], body: Any) -> Reply:
 
 
 _ROWS = ("organizations", "*", "lists", "*", "rows")
-_MESSAGES = ("organizations", "*", "journeys", "*", "messages")
 _MEMBERS = ("organizations", "*", "lists", "*", "segments", "*", "members")
+_MESSAGES = ("organizations", "*", "journeys", "*", "messages")
 ADMIN_ROUTES: tuple[tuple[str, tuple[str, ...], AdminRoute], ...] = (
     ("POST", ("reset",), _reset),
     ("POST", ("seed",), _seed_route),

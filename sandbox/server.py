@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from .faults import Fault, FaultBook
+from .faults import Fault, FaultBook, answer_kind
 from .model import JsonDict, validation_failed
 from .routes import ADMIN_PREFIX, API_PREFIX, BAD_JSON, handle_admin, handle_smc
 from .state import RecordedRequest, SandboxState
@@ -123,8 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.drop_connection:
             status = None
         elif fault is not None and fault.status is not None:
-            rows = _row_count(body, query)
-            status, payload, headers = fault.status, fault.response_body(rows), fault.response_headers()
+            payload = fault.response_body(answer_kind(path), body, _row_count(body, query))
+            status, headers = fault.status, fault.response_headers()
         else:
             status, payload = reply or self._smc_reply(sandbox, path, query, body)
         # Record before answering, so a client that reads the log right after its response sees it.
@@ -188,8 +188,9 @@ def _parse_json(raw: bytes) -> Any:
 
 
 def _row_count(body: Any, query: Mapping[str, str]) -> int | None:
+    """Data rows of a load or delete (a header row is not counted), items of a transactional send."""
     if isinstance(body, dict) and isinstance(body.get("items"), list):
-        return len(body["items"])  # a transactional send: its messages
+        return len(body["items"])
     if not isinstance(body, list):
         return None
     header_in_body = not any(key.lower() == "fields" and value for key, value in query.items())
@@ -289,16 +290,19 @@ class SmcSandbox:
         self.state.remove_field(org, list_name, name)
 
     def add_segment(
-        self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
+        self,
+        org: str,
+        list_name: str,
+        api_name: str,
+        segment_type: str = "Static",
+        name: str | None = None,
+        description: str | None = None,
     ) -> None:
-        self.state.add_segment(org, list_name, api_name, segment_type, name)
+        self.state.add_segment(org, list_name, api_name, segment_type, name, description)
 
     def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None:
+        """A transactional journey whose lookups (scope MASTER) search the user list `list_name`."""
         self.state.add_journey(org, api_name, list_name, name)
-
-    def messages(self, org: str, journey: str) -> list[JsonDict]:
-        """The transactional messages sent through `journey`, oldest first."""
-        return self.state.messages(org, journey)
 
     @property
     def validation(self) -> str:
@@ -317,6 +321,11 @@ class SmcSandbox:
 
     def segment_members(self, org: str, list_name: str, segment: str) -> list[JsonDict]:
         return self.state.segment_members(org, list_name, segment)
+
+    def messages(self, org: str, journey: str) -> list[JsonDict]:
+        """The messages a transactional journey sent: id, journey, recipient, language, data,
+        profile_id and profile (the record's values when it was sent; None for an address)."""
+        return self.state.messages(org, journey)
 
     @property
     def requests_log(self) -> list[RecordedRequest]:
@@ -341,7 +350,7 @@ class SmcSandbox:
         self.faults.latency_s = value
 
     def reset(self) -> None:
-        """Forget everything: accounts, organizations, lists, rows, the log, faults and latency."""
+        """Forget everything: accounts, organizations, lists, rows, journeys, the log, faults, latency."""
         self.state.reset()
         self.faults.clear()
         self.faults.latency_s = 0.0

@@ -4,20 +4,21 @@ and the default seed."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .journeys import LANGUAGES, Journey, SentMessage, send
+from .journeys import DEFAULT_LANGUAGES, LANGUAGES, Journey, send, unknown_journey
 from .model import (
     API_NAME,
     LIST_TYPES,
     SEGMENT_TYPES,
+    CreationFailed,
     FieldDef,
     JsonDict,
     Segment,
-    SmcError,
     SmcList,
     delete_batch,
     load_batch,
@@ -48,10 +49,9 @@ class SandboxState:
         self._accounts: set[tuple[str, str]] = set()
         self._generation = 0
         self._orgs: dict[str, dict[str, SmcList]] = {}
+        self._journeys: dict[str, dict[str, Journey]] = {}  # org → lower-cased api name → journey
         self._log: collections.deque[RecordedRequest] = collections.deque(maxlen=_LOG_LIMIT)
         self._next_list_id = 1
-        self._journeys: dict[str, dict[str, Journey]] = {}  # org → api name → journey
-        self._messages: list[SentMessage] = []
         # "partial": valid rows load and invalid ones are named (200 PartiallySucceeded);
         # "all_or_nothing": one invalid row refuses the whole request (400, nothing applied).
         self.validation = "partial"
@@ -67,10 +67,9 @@ class SandboxState:
             self._generation += 1
             self._accounts.clear()
             self._orgs.clear()
+            self._journeys.clear()
             self._log.clear()
             self._next_list_id = 1
-            self._journeys.clear()
-            self._messages.clear()
             self.validation = "partial"
 
     # -- service accounts ------------------------------------------------------------------
@@ -98,7 +97,7 @@ class SandboxState:
             self._org(org)
             return {
                 "name": org,
-                "default_languages": ["English"],
+                "default_languages": list(DEFAULT_LANGUAGES),
                 "languages": [dict(language) for language in LANGUAGES],
             }
 
@@ -134,73 +133,36 @@ class SandboxState:
             self._list(org, list_name).remove_field(name)
 
     def add_segment(
-        self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
+        self,
+        org: str,
+        list_name: str,
+        api_name: str,
+        segment_type: str = "Static",
+        name: str | None = None,
+        description: str | None = None,
     ) -> None:
+        """Seed a segment, or create one as POST …/segments/static does (400 `Failed` if it exists)."""
         if segment_type not in SEGMENT_TYPES:
             raise validation_failed(f"Unknown segment type {segment_type!r}")
+        if not API_NAME.fullmatch(api_name):
+            raise CreationFailed("ERR_VALIDATION", f"Invalid segment api_name {api_name!r}")
         with self._lock:
             lst = self._list(org, list_name)
-            if api_name in lst.segments:
-                raise validation_failed(f"A segment with api_name '{api_name}' already exists")
-            lst.segments[api_name] = Segment(api_name, name or api_name, segment_type)
-
-    def create_static_segment(self, org: str, list_name: str, body: Any) -> JsonDict:
-        """POST …/segments/static: an existing api name (any case) is refused as SMC does."""
-        api_name = body.get("api_name") if isinstance(body, dict) else None
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(api_name, str) or not API_NAME.fullmatch(api_name):
-            raise validation_failed(f"Invalid segment api_name {api_name!r}")
-        with self._lock:
-            lst = self._list(org, list_name)
-            if any(existing.lower() == api_name.lower() for existing in lst.segments):
-                raise SmcError(
-                    400,
-                    "Failed",
-                    "ERR_SEGMENT_EXISTS",
-                    f"A segment with api_name '{api_name}' already exists",
-                )
-            lst.segments[api_name] = Segment(
-                api_name, name if isinstance(name, str) and name else api_name, "Static"
-            )
-        return {"result_code": "Succeeded", "message": "The static segment has been created successfully."}
+            if api_name.lower() in lst.segments:  # SMC api names are case-insensitive
+                message = f"A segment with api_name '{api_name}' already exists on list '{lst.api_name}'"
+                raise CreationFailed("ERR_ALREADY_EXISTS", message)
+            lst.segments[api_name.lower()] = Segment(api_name, name or api_name, segment_type, description)
 
     def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None:
+        """Seed a transactional journey whose MASTER scope is the user list `list_name`."""
         if not API_NAME.fullmatch(api_name):
             raise validation_failed(f"Invalid journey api_name {api_name!r}")
         with self._lock:
-            self._list(org, list_name)
-            self._journeys.setdefault(org, {})[api_name] = Journey(api_name, name or api_name, list_name)
-
-    def journeys(self, org: str) -> list[JsonDict]:
-        with self._lock:
-            self._org(org)
-            return [journey.to_json() for journey in self._journeys.get(org, {}).values()]
-
-    def journey(self, org: str, api_name: str) -> JsonDict:
-        with self._lock:
-            return self._journey(org, api_name).to_json()
-
-    def send(self, org: str, api_name: str, body: Any) -> JsonDict:
-        with self._lock:
-            journey = self._journey(org, api_name)
-            reply, sent = send(journey, self._org(org).get(journey.list_name), body)
-            self._messages.extend(sent)
-            return reply
-
-    def messages(self, org: str, journey: str) -> list[JsonDict]:
-        with self._lock:
-            self._journey(org, journey)
-            return [
-                {
-                    "id": m.id,
-                    "recipient": m.recipient,
-                    "language": m.language,
-                    "data": m.data,
-                    "profile_id": m.profile_id,
-                }
-                for m in self._messages
-                if m.journey == journey
-            ]
+            lst = self._list(org, list_name)
+            journeys = self._journeys.setdefault(org, {})
+            if api_name.lower() in journeys:
+                raise validation_failed(f"A journey with api_name '{api_name}' already exists")
+            journeys[api_name.lower()] = Journey(api_name, name or api_name, lst)
 
     # -- inspection ------------------------------------------------------------------------
     def lists(self, org: str, type_filter: str | None = None) -> list[JsonDict]:
@@ -232,7 +194,25 @@ class SandboxState:
         with self._lock:
             every = list(self._list(org, list_name).segments.values())
             page = every[skip:] if take is None else every[skip : skip + take]
-            return [{"api_name": s.api_name, "name": s.name, "segment_type": s.segment_type} for s in page]
+            return [segment.item() for segment in page]
+
+    def segment_info(self, org: str, list_name: str, segment: str) -> JsonDict:
+        with self._lock:
+            return self._segment(self._list(org, list_name), segment, False).details()
+
+    def journeys(self, org: str) -> list[JsonDict]:
+        with self._lock:
+            self._org(org)
+            return [journey.item() for journey in self._journeys.get(org, {}).values()]
+
+    def journey_info(self, org: str, api_name: str) -> JsonDict:
+        with self._lock:
+            return self._journey(org, api_name).details()
+
+    def messages(self, org: str, api_name: str) -> list[JsonDict]:
+        """Every message the journey sent, oldest first."""
+        with self._lock:
+            return [dataclasses.asdict(m) for m in self._journey(org, api_name).messages]
 
     def rows(self, org: str, list_name: str) -> list[JsonDict]:
         with self._lock:
@@ -260,6 +240,14 @@ class SandboxState:
             seg = self._segment(lst, segment, True) if segment is not None else None
             return delete_batch(lst, seg, query, body, self.validation == "all_or_nothing")
 
+    def send(self, org: str, api_name: str, body: Any) -> tuple[int, JsonDict]:
+        """POST /journeys/transactional/{api_name}/send: 404 in the send answer's shape if unknown."""
+        with self._lock:
+            journey = self._find_journey(org, api_name)
+            if journey is None:
+                return 404, unknown_journey(api_name)
+            return 200, send(journey, body)
+
     def clear_segment(self, org: str, list_name: str, segment: str) -> JsonDict:
         with self._lock:
             self._segment(self._list(org, list_name), segment, True).members.clear()
@@ -281,13 +269,6 @@ class SandboxState:
             self._log.clear()
 
     # -- lookups (callers hold the lock) ----------------------------------------------------
-    def _journey(self, org: str, api_name: str) -> Journey:
-        journey = self._journeys.get(org, {}).get(api_name)
-        if journey is None:
-            self._org(org)
-            raise SmcError(404, "NotFound", "ERR_NOT_FOUND", f"Transactional journey '{api_name}' not found")
-        return journey
-
     def _org(self, org: str) -> dict[str, SmcList]:
         lists = self._orgs.get(org)
         if lists is None:
@@ -300,9 +281,19 @@ class SandboxState:
             raise not_found(f"List '{list_name}' not found in organization '{org}'")
         return lst
 
+    def _find_journey(self, org: str, api_name: str) -> Journey | None:
+        self._org(org)
+        return self._journeys.get(org, {}).get(api_name.lower())
+
+    def _journey(self, org: str, api_name: str) -> Journey:
+        journey = self._find_journey(org, api_name)
+        if journey is None:
+            raise not_found(f"Transactional journey '{api_name}' not found")
+        return journey
+
     @staticmethod
     def _segment(lst: SmcList, segment: str, static_only: bool) -> Segment:
-        seg = lst.segments.get(segment)
+        seg = lst.segments.get(segment.lower())
         if seg is None or (static_only and seg.segment_type != "Static"):
             raise not_found(f"Static segment '{segment}' not found on list '{lst.api_name}'")
         return seg
@@ -333,7 +324,13 @@ class Seedable(Protocol):
         name: str | None = None,
     ) -> None: ...
     def add_segment(
-        self, org: str, list_name: str, api_name: str, segment_type: str = "Static", name: str | None = None
+        self,
+        org: str,
+        list_name: str,
+        api_name: str,
+        segment_type: str = "Static",
+        name: str | None = None,
+        description: str | None = None,
     ) -> None: ...
     def add_journey(self, org: str, api_name: str, list_name: str, name: str | None = None) -> None: ...
 
@@ -344,6 +341,7 @@ DEFAULT_SERVICE_ACCOUNT = ("demo-key", "demo-secret")
 EVENTS_LIST = "segment_events"
 USERS_LIST = "users"
 VIP_SEGMENT = "vip"
+ORDER_JOURNEY = "order_confirmation"
 EVENTS_FIELDS: tuple[JsonDict, ...] = (
     {"name": "MESSAGE_ID", "data_type": "Text", "length": 100, "allow_null": False},
     {"name": "EVENT_TYPE", "data_type": "Text", "length": 20, "allow_null": True},
@@ -360,20 +358,23 @@ USERS_FIELDS: tuple[JsonDict, ...] = (
     {"name": "ID", "data_type": "Long", "allow_null": True},
     {"name": "MAIL", "data_type": "Text", "length": 255, "allow_null": True},
     {"name": "CUSTOMER_ID", "data_type": "Text", "length": 255, "allow_null": True},
-    # The columns events/env.json's SMC_PROFILE_FIELDS maps (profiles on the user list).
+    # The columns events/env.json's example SMC_PROFILE_FIELDS maps traits and context into.
     {"name": "FIRSTNAME", "data_type": "Text", "length": 100, "allow_null": True},
     {"name": "CITY", "data_type": "Text", "length": 100, "allow_null": True},
-    {"name": "LOCALE", "data_type": "Text", "length": 20, "allow_null": True},
+    {"name": "LOCALE", "data_type": "Text", "length": 35, "allow_null": True},  # RFC 5646's advised room
 )
-ORDER_JOURNEY = "order_confirmation"
+
+
+def seed_users(target: Seedable, org: str) -> None:
+    """The user list `users`, its static segment `vip` and the journey `order_confirmation` on it."""
+    target.add_list(org, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
+    target.add_segment(org, USERS_LIST, VIP_SEGMENT, "Static", name="VIP")
+    target.add_journey(org, ORDER_JOURNEY, USERS_LIST, name="Order confirmation")
 
 
 def seed_default(target: Seedable) -> None:
-    """Org `demo`, account `demo-key:demo-secret`, lists `segment_events` and `users`, segment
-    `vip`, transactional journey `order_confirmation` on `users`."""
+    """Org `demo`, account `demo-key:demo-secret`, the list `segment_events`, and `seed_users`."""
     target.add_service_account(*DEFAULT_SERVICE_ACCOUNT)
     target.add_organization(DEFAULT_ORG)
     target.add_list(DEFAULT_ORG, EVENTS_LIST, EVENTS_FIELDS, type="Datalist", name="Segment events")
-    target.add_list(DEFAULT_ORG, USERS_LIST, USERS_FIELDS, type="Userlist", name="Users")
-    target.add_segment(DEFAULT_ORG, USERS_LIST, VIP_SEGMENT, "Static", name="VIP")
-    target.add_journey(DEFAULT_ORG, ORDER_JOURNEY, USERS_LIST, name="Order confirmation")
+    seed_users(target, DEFAULT_ORG)

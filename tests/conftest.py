@@ -83,6 +83,28 @@ def sandbox_server() -> Iterator[Any]:
     sandbox.stop()
 
 
+@pytest.fixture
+def sandbox() -> Iterator[Any]:
+    """A sandbox of the test's own (default seed), for tests of the sandbox itself."""
+    from sandbox import SmcSandbox, seed_default
+
+    with SmcSandbox() as sb:
+        seed_default(sb)
+        yield sb
+
+
+@pytest.fixture
+def http() -> Iterator[Any]:
+    """An HTTP session carrying the default seed's SMC key."""
+    import requests
+
+    from tests.sandbox_http import API_KEY
+
+    with requests.Session() as session:
+        session.headers.update(API_KEY)
+        yield session
+
+
 @pytest.fixture(scope="session")
 def lambda_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The artifact, built once per run by `sam build`'s recipe for this machine's architecture,

@@ -5,69 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from sandbox import Fault, SmcSandbox, seed_default
+from sandbox import Fault, SmcSandbox
+from tests.sandbox_http import API_KEY, event, load, load_users, org_url
 
-API_KEY = {"X-ApiKey": "demo-key:demo-secret"}
-EVENT_FIELDS = "MESSAGE_ID,EVENT_TYPE,USER_ID,EVENT_TIMESTAMP"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SmcSandbox]:
-    with SmcSandbox() as sb:
-        seed_default(sb)
-        yield sb
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.headers.update(API_KEY)
-        yield session
-
-
-def org_url(sb: SmcSandbox, org: str = "demo") -> str:
-    return f"{sb.api_url}/organizations/{org}"
-
-
-def load(
-    http: requests.Session,
-    sb: SmcSandbox,
-    rows: list[Any],
-    *,
-    list_name: str = "segment_events",
-    segment: str | None = None,
-    **params: str,
-) -> requests.Response:
-    """POST rows to a list (or a static segment) load endpoint; events defaults for the query."""
-    params.setdefault("keyFields", "MESSAGE_ID")
-    params.setdefault("fields", EVENT_FIELDS)
-    target = f"/segments/{segment}" if segment else ""
-    url = f"{org_url(sb)}/lists/{list_name}{target}/data/load"
-    return http.post(url, params=params, json=rows, timeout=5)
-
-
-def event(message_id: str, user_id: str = "u1", event_type: str = "track") -> list[Any]:
-    return [message_id, event_type, user_id, "2024-05-01T10:00:00.123Z"]
-
-
-def load_users(http: requests.Session, sb: SmcSandbox, *ids: int) -> None:
-    response = load(
-        http,
-        sb,
-        [[i, f"user{i}@example.com"] for i in ids],
-        list_name="users",
-        keyFields="ID",
-        fields="ID,MAIL",
-    )
-    assert response.json()["result_code"] == "Succeeded"
 
 
 # -- health and auth ------------------------------------------------------------------------------
@@ -184,6 +131,110 @@ def test_create_list_and_fields_then_duplicates_are_400(sandbox: SmcSandbox, htt
     bad_type = {"fields": [{"name": "X", "data_type": "Blob"}]}
     assert http.post(f"{lists_url}/orders/fields", json=bad_type, timeout=5).status_code == 400
     assert [f["name"] for f in sandbox.state.fields("demo", "orders")] == ["ORDER_ID"]
+
+
+def test_default_seed_has_the_profile_columns_and_four_languages_when_seeded(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    fields = http.get(f"{org_url(sandbox)}/lists/users/fields", timeout=5).json()["fields"]
+    assert [(f["name"], f["data_type"], f["length"]) for f in fields] == [
+        ("ID", "Long", None),
+        ("MAIL", "Text", 255),
+        ("CUSTOMER_ID", "Text", 255),
+        ("FIRSTNAME", "Text", 100),
+        ("CITY", "Text", 100),
+        ("LOCALE", "Text", 35),
+    ]
+    organization = http.get(org_url(sandbox), timeout=5).json()
+    assert [language["code"] for language in organization["languages"]] == ["EN", "FR", "DE", "NL"]
+    assert organization["default_languages"] == ["English"]
+
+
+# -- static segment creation ----------------------------------------------------------------------
+def create_segment(http: requests.Session, sb: SmcSandbox, body: Any, list_name: str = "users") -> Any:
+    return http.post(f"{org_url(sb)}/lists/{list_name}/segments/static", json=body, timeout=5)
+
+
+def test_segment_creation_makes_a_static_segment_that_takes_members_when_the_name_is_new(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    body = {"api_name": "order_completers", "name": "Order completers", "description": "Engage", "tags": []}
+    response = create_segment(http, sandbox, body)
+    assert (response.status_code, response.json()["result_code"]) == (200, "Succeeded")
+    segments = http.get(f"{org_url(sandbox)}/lists/users/segments", timeout=5).json()["segments"]
+    assert segments[-1] == {
+        "api_name": "order_completers",
+        "name": "Order completers",
+        "segment_type": "Static",
+    }
+    details = http.get(f"{org_url(sandbox)}/lists/users/segments/ORDER_COMPLETERS", timeout=5).json()
+    assert details == {
+        "type": "Static",
+        "api_name": "order_completers",
+        "name": "Order completers",
+        "description": "Engage",
+    }
+    # api names are case-insensitive: a load into ORDER_COMPLETERS fills the new segment
+    load(http, sandbox, [[7]], list_name="users", segment="ORDER_COMPLETERS", keyFields="ID", fields="ID")
+    assert [m["ID"] for m in sandbox.segment_members("demo", "users", "order_completers")] == [7]
+
+
+@pytest.mark.parametrize("api_name", ["vip", "VIP"])
+def test_segment_creation_is_400_failed_already_exists_when_the_api_name_is_taken(
+    sandbox: SmcSandbox, http: requests.Session, api_name: str
+) -> None:
+    response = create_segment(http, sandbox, {"api_name": api_name, "name": "Again"})
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["result_code"], body["message"]) == ("Failed", "Request Failed")
+    (error,) = body["errors"]
+    assert error["error_code"] == "ERR_ALREADY_EXISTS" and "already exists" in error["description"]
+    assert [s["name"] for s in sandbox.state.segments("demo", "users")] == ["VIP"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "No api name"},
+        {"api_name": "no_name"},
+        {"api_name": "has-dash", "name": "x"},
+        {"api_name": "1st", "name": "x"},
+        {"api_name": "ok", "name": "x", "tags": "one"},
+        {"api_name": "ok", "name": "x", "description": 5},
+        ["api_name", "name"],
+    ],
+)
+def test_segment_creation_is_400_failed_when_the_body_is_invalid(
+    sandbox: SmcSandbox, http: requests.Session, body: Any
+) -> None:
+    response = create_segment(http, sandbox, body)
+    assert response.status_code == 400
+    assert response.json()["result_code"] == "Failed"
+    assert response.json()["errors"][0]["error_code"] == "ERR_VALIDATION"
+    assert len(sandbox.state.segments("demo", "users")) == 1
+
+
+def test_segment_creation_is_404_when_the_list_is_unknown(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    response = create_segment(http, sandbox, {"api_name": "x", "name": "x"}, list_name="nope")
+    assert (response.status_code, response.json()["result_code"]) == (404, "NotFound")
+    other_method = http.put(f"{org_url(sandbox)}/lists/users/segments/static", json={}, timeout=5)
+    assert other_method.status_code == 405
+
+
+def test_segment_creation_is_applied_when_a_fault_loses_the_answer(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    sandbox.inject(Fault(drop_connection=True, after_processing=True, path_contains="/segments/static"))
+    with pytest.raises(requests.ConnectionError):
+        create_segment(http, sandbox, {"api_name": "gold", "name": "Gold"})
+    retried = create_segment(http, sandbox, {"api_name": "gold", "name": "Gold"})
+    assert retried.json()["errors"][0]["error_code"] == "ERR_ALREADY_EXISTS"
+    sandbox.inject(Fault(result_code="Succeeded", path_contains="/segments/static"))
+    lying = create_segment(http, sandbox, {"api_name": "silver", "name": "Silver"}).json()
+    assert lying == {"result_code": "Succeeded", "message": "Injected.", "errors": None}
+    assert [s["api_name"] for s in sandbox.state.segments("demo", "users")] == ["vip", "gold"]
 
 
 # -- load: request-level validation ---------------------------------------------------------------
