@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from devstack.examples import example_env
 from handler.cli import main
 from handler.schema import EVENTS_LIST_COLUMNS
 from sandbox.state import EVENTS_FIELDS
@@ -246,55 +247,219 @@ def test_an_unreadable_secret(stack: Any, capsys: pytest.CaptureFixture[str]) ->
     assert "SMC service account cannot be read" in line and "-> fix: check SMC_SECRET_ID" in line
 
 
+# -- profile settings (SMC_PROFILE_*, SMC_AUDIENCES, SMC_TRANSACTIONAL_*) ----------------------------
 def with_profiles(stack: Any, **changes: str) -> None:
-    env = {
-        "SMC_PROFILE_LIST": "users",
-        "SMC_PROFILE_KEY": "CUSTOMER_ID",
-        "SMC_PROFILE_FIELDS": json.dumps({"MAIL": "traits.email", "ID": "traits.number"}),
-        "SMC_TRANSACTIONAL_EVENTS": json.dumps({"Order Completed": "order_confirmation"}),
-        "SMC_TRANSACTIONAL_LANGUAGE": "EN",
-    }
+    """The example profile settings of events/env.json, with `changes` on top."""
+    prefixes = ("SMC_PROFILE_", "SMC_AUDIENCES", "SMC_TRANSACTIONAL_", "SMC_DELETE_PROFILES")
+    env = {name: value for name, value in example_env().items() if name.startswith(prefixes)}
     env.update(changes)
     stack.set_env(**env)
 
 
-def test_profile_settings_are_checked_when_a_profile_list_is_set(
+def lines_about(lines: list[str], text: str) -> list[str]:
+    return [line for line in lines if text in line]
+
+
+def line_about(stack: Any, capsys: pytest.CaptureFixture[str], text: str, **settings: str) -> str:
+    """Run check (exit code 0) with the example profile settings and `settings`: the one line
+    carrying `text`."""
+    with_profiles(stack, **settings)
+    code, lines = run_check(capsys)
+    assert code == 0, lines
+    (line,) = lines_about(lines, text)
+    return line
+
+
+def test_profile_checks_pass_when_the_example_settings_meet_the_default_seed(
     stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with_profiles(stack)
-    stack.sandbox.add_segment(support.ORG, "users", "high_value")
     code, lines = run_check(capsys)
-    text = "\n".join(lines)
     assert code == 0, lines
-    assert "profile list 'users' keyed on CUSTOMER_ID" in text
-    assert "column users.MAIL is Text(255) for traits.email; longer values are cut" in text
-    assert "column users.ID is Long: traits.number must hold a whole number" in text  # a warn line
-    assert "transactional journey 'order_confirmation' exists (for 'Order Completed')" in text
-    assert "audience segments on 'users': high_value, vip" in text
+    assert "ok    profile list 'users' exists (Userlist)" in lines
+    assert "ok    key column users.CUSTOMER_ID is Text(255): profiles match on userId" in lines
+    assert (
+        "info  column users.MAIL is Text(255) <- traits.email: longer values are cut to 255 characters"
+        in lines
+    )
+    assert (
+        "info  column users.CITY is Text(100) <- traits.address.city: longer values are cut to 100 characters"
+        in lines
+    )
+    assert len(lines_about(lines, "longer values are cut")) == 4  # MAIL, FIRSTNAME, CITY, LOCALE
+    assert "info  audience segments on 'users' (1 static): vip" in lines
+    assert "ok    transactional journey 'order_confirmation' exists (for track 'Order Completed')" in lines
+    assert "ok    transactional messages default to language EN" in lines
 
 
-def test_a_missing_journey_column_or_key_is_a_failure_with_its_fix(
+def test_no_profile_line_is_printed_when_the_profile_list_is_not_set(
     stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with_profiles(
-        stack,
-        SMC_PROFILE_KEY="NO_SUCH_KEY",
-        SMC_PROFILE_FIELDS=json.dumps({"NICKNAME": "traits.nick"}),
-        SMC_TRANSACTIONAL_EVENTS=json.dumps({"Order Completed": "no_such_journey"}),
-        SMC_TRANSACTIONAL_LANGUAGE="",
-    )
     code, lines = run_check(capsys)
-    assert code == 1
-    fails = "\n".join(failures(lines))
-    assert "has no key column NO_SUCH_KEY" in fails and "correct SMC_PROFILE_KEY" in fails
-    assert "has no column NICKNAME (mapped from traits.nick)" in fails
-    assert "transactional journey 'no_such_journey'" in fails
-    assert any(line.startswith("warn") and "SMC_TRANSACTIONAL_LANGUAGE is empty" in line for line in lines)
+    assert code == 0
+    assert not lines_about(lines, "profile") and not lines_about(lines, "journey")
 
 
-def test_a_missing_profile_list_is_one_failure(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    with_profiles(stack, SMC_PROFILE_LIST="no_such_users")
+def test_check_fails_naming_the_setting_when_the_profile_list_does_not_exist(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_profiles(stack, SMC_PROFILE_LIST="customers")
     code, lines = run_check(capsys)
     assert code == 1
     (line,) = failures(lines)
-    assert "profile list 'no_such_users' does not exist" in line
+    assert "profile list 'customers' does not exist  -> fix: set SMC_PROFILE_LIST" in line
+    assert "provision never creates a user list" in line
+
+
+def test_check_warns_when_the_profile_list_is_not_a_userlist(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = line_about(
+        stack,
+        capsys,
+        "profile list",
+        SMC_PROFILE_LIST="segment_events",
+        SMC_PROFILE_KEY="USER_ID",
+        SMC_PROFILE_FIELDS="",
+    )
+    assert line.startswith("warn  profile list 'segment_events' is a Datalist")
+
+
+def test_check_fails_when_the_key_column_is_missing(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with_profiles(stack, SMC_PROFILE_KEY="SEGMENT_ID")
+    code, lines = run_check(capsys)
+    assert code == 1
+    (line,) = failures(lines)
+    assert "profile list 'users' has no key column SEGMENT_ID  -> fix: set SMC_PROFILE_KEY" in line
+
+
+def test_check_warns_when_the_key_column_cannot_hold_user_ids(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = line_about(stack, capsys, "key column", SMC_PROFILE_KEY="ID")
+    assert line == (
+        "warn  key column users.ID is Long, not Text or LongText: only Segment user ids that are a whole "
+        "number can be matched  -> fix: set SMC_PROFILE_KEY to a Text column"
+    )
+
+
+def test_check_fails_naming_each_mapped_column_that_is_missing(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = {"MAIL": "traits.email", "SHOE_SIZE": "traits.shoeSize", "PLAN": "traits.plan"}
+    with_profiles(stack, SMC_PROFILE_FIELDS=json.dumps(mapping))
+    code, lines = run_check(capsys)
+    assert code == 1
+    assert failures(lines) == [
+        "FAIL  column users.SHOE_SIZE is missing (SMC_PROFILE_FIELDS maps traits.shoeSize to it)  -> fix: "
+        "add SHOE_SIZE to list 'users' in SMC, or remove it from SMC_PROFILE_FIELDS "
+        "(provision never alters a user list)",
+        "FAIL  column users.PLAN is missing (SMC_PROFILE_FIELDS maps traits.plan to it)  -> fix: "
+        "add PLAN to list 'users' in SMC, or remove it from SMC_PROFILE_FIELDS "
+        "(provision never alters a user list)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data_type", "holds"),
+    [
+        ("Boolean", "true or false"),
+        ("Numeric", "a number"),
+        ("Float", "a number"),
+        ("Long", "a whole number"),
+        ("Date", "an ISO 8601 date"),
+        ("DateTime", "an ISO 8601 date and time"),
+    ],
+)
+def test_check_warns_what_the_path_must_hold_when_a_mapped_column_is_not_text(
+    stack: Any, capsys: pytest.CaptureFixture[str], data_type: str, holds: str
+) -> None:
+    stack.sandbox.add_fields(support.ORG, "users", [{"name": "TRAIT", "data_type": data_type}])
+    line = line_about(stack, capsys, "users.TRAIT", SMC_PROFILE_FIELDS=json.dumps({"TRAIT": "traits.value"}))
+    assert line == (
+        f"warn  column users.TRAIT is {data_type}: traits.value must hold {holds}, else SMC refuses that "
+        f"profile's update  -> fix: map a path that holds {holds}, or make TRAIT Text in SMC"
+    )
+
+
+def test_check_is_ok_without_a_length_note_when_a_mapped_column_is_longtext(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.sandbox.add_fields(support.ORG, "users", [{"name": "BIO", "data_type": "LongText"}])
+    with_profiles(stack, SMC_PROFILE_FIELDS=json.dumps({"BIO": "traits.bio"}))
+    code, lines = run_check(capsys)
+    assert code == 0, lines
+    assert "ok    column users.BIO is LongText <- traits.bio" in lines
+
+
+def test_check_fails_when_a_transactional_journey_does_not_exist(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = {
+        "Order Completed": "order_confirmation",
+        "Password Reset": "pw_reset",
+        "Reset Again": "pw_reset",
+    }
+    with_profiles(stack, SMC_TRANSACTIONAL_EVENTS=json.dumps(events))
+    code, lines = run_check(capsys)
+    assert code == 1
+    (line,) = failures(lines)
+    assert line == (
+        "FAIL  transactional journey 'pw_reset' does not exist (for track 'Password Reset', 'Reset Again')  "
+        "-> fix: create a transactional journey with api name 'pw_reset' in SMC, "
+        "or correct SMC_TRANSACTIONAL_EVENTS"
+    )
+    assert len(stack.smc_calls("/journeys/transactional/pw_reset")) == 1  # one look per journey
+
+
+def test_check_warns_when_transactional_events_have_no_default_language(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = line_about(stack, capsys, "SMC_TRANSACTIONAL_LANGUAGE", SMC_TRANSACTIONAL_LANGUAGE="")
+    assert line == (
+        "warn  SMC_TRANSACTIONAL_EVENTS is set but SMC_TRANSACTIONAL_LANGUAGE is empty: a transactional "
+        "event without properties.language or context.locale cannot be sent  -> fix: set "
+        "SMC_TRANSACTIONAL_LANGUAGE to one of the organization's languages (EN, FR, DE, NL)"
+    )
+
+
+def test_check_warns_when_the_default_language_is_not_the_organizations(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = line_about(stack, capsys, "SMC_TRANSACTIONAL_LANGUAGE ES", SMC_TRANSACTIONAL_LANGUAGE="ES")
+    assert line.startswith("warn  SMC_TRANSACTIONAL_LANGUAGE ES is not one of the organization's languages")
+
+
+def test_check_lists_every_static_audience_segment_page_by_page_when_there_are_many(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in range(249):
+        stack.sandbox.add_segment(support.ORG, "users", f"audience_{n:03d}", "Static")
+    stack.sandbox.add_segment(support.ORG, "users", "recent", "Dynamic")
+    with_profiles(stack)
+    stack.sandbox.clear_requests_log()
+    code, lines = run_check(capsys)
+    assert code == 0, lines
+    (line,) = lines_about(lines, "audience segments")
+    names = ", ".join(f"audience_{n:03d}" for n in range(20))
+    assert line == f"info  audience segments on 'users' (250 static): {names} and 230 more"
+    assert [r.query["skip"] for r in stack.smc_calls("/segments")] == ["0", "100", "200"]
+
+
+def test_check_says_the_destination_will_create_segments_when_the_list_has_none(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.sandbox.add_list(support.ORG, "people", [{"name": "CUSTOMER_ID", "data_type": "Text"}], "Userlist")
+    line = line_about(stack, capsys, "audience segments", SMC_PROFILE_LIST="people", SMC_PROFILE_FIELDS="")
+    assert line.startswith("info  no audience segments on 'people' yet: the destination creates")
+
+
+def test_check_reads_no_segments_when_audiences_are_off(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_profiles(stack, SMC_AUDIENCES="false")
+    stack.sandbox.clear_requests_log()
+    code, lines = run_check(capsys)
+    assert code == 0, lines
+    assert not lines_about(lines, "audience segments")
+    assert stack.smc_calls("/segments") == []

@@ -101,12 +101,21 @@ def test_smc_refusing_the_key(stack: Any, capsys: pytest.CaptureFixture[str]) ->
     assert posts(stack) == []
 
 
-def test_provision_never_alters_the_user_list_of_the_profile_settings(stack: Any) -> None:
+def test_provision_makes_no_write_to_the_user_list_when_profile_settings_are_set(stack: Any) -> None:
+    # Given profile settings whose list lacks a mapped column, and a journey SMC does not have
+    fields = {"MAIL": "traits.email", "NICK": "traits.nick"}
     stack.set_env(
-        SMC_PROFILE_LIST="users", SMC_PROFILE_KEY="CUSTOMER_ID", SMC_PROFILE_FIELDS='{"NICK": "traits.nick"}'
+        SMC_PROFILE_LIST="users",
+        SMC_PROFILE_KEY="CUSTOMER_ID",
+        SMC_PROFILE_FIELDS=json.dumps(fields),
+        SMC_TRANSACTIONAL_EVENTS=json.dumps({"Password Reset": "pw_reset"}),
     )
+    before = columns(stack, "users")
     stack.sandbox.clear_requests_log()
+    # When provision creates the events list
     assert main(["provision", "--events-list", "fresh_events_2"]) == 0
-    writes = [r for r in stack.sandbox.requests_log if r.method != "GET" and "/lists/users" in r.path]
-    assert writes == []
-    assert "NICK" not in {f["name"] for f in stack.sandbox.state.fields(support.ORG, "users")}
+    # Then every write went to the events list: the user list, its segments and journeys are untouched
+    writes = [r.path for r in posts(stack)]
+    assert writes and all("/lists/fresh_events_2" in path or path.endswith("/lists") for path in writes)
+    assert columns(stack, "users") == before
+    assert [s["api_name"] for s in stack.sandbox.state.segments(support.ORG, "users")] == ["vip"]

@@ -1,6 +1,6 @@
 """`smc-destination check`: prove the whole path to SMC works with the deployed settings and secret.
 
-One line per finding (`ok`, `warn`, `FAIL … -> fix: …`); the exit code is 1 when anything failed.
+One line per finding (`ok`, `info`, `warn`, `FAIL … -> fix: …`); the exit code is 1 when anything failed.
 """
 
 from __future__ import annotations
@@ -160,7 +160,8 @@ def _check_segment(smc: Smc, findings: Findings, spec: str) -> None:
 
 
 def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
-    """Check settings, secret, SMC, the events list and the given segments; 1 on any problem."""
+    """Check settings, secret, SMC, the events list, the profile settings and the given segments;
+    1 on any problem."""
     findings = findings or Findings()
     for spec in args.segment:
         _parse_segment(spec)  # bad syntax stops before any call
@@ -187,11 +188,11 @@ def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
         findings.ok(f"SMC service account read from {smc.credentials_origin}")
         _check_key_expiry(credentials.api_key_expires_at, findings)
         _check_reachable(smc, findings)
-        organization_found(smc)
+        organization = organization_found(smc)
         findings.ok(f"credentials accepted and organization '{settings.organization}' found")
         _check_events_list(smc, findings)
         if settings.profiles is not None:
-            check_profiles(smc, settings.profiles, findings)
+            check_profiles(smc, settings.profiles, findings, organization)
         for spec in args.segment:
             _check_segment(smc, findings, spec)
     except SmcAuthError as exc:

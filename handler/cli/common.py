@@ -46,7 +46,7 @@ API_SECRET_ENV = "SMC_API_SECRET"  # noqa: S105 - the name of a variable, not a 
 UNUSED = "unused-by-the-cli"  # fills Lambda-only settings the commands never read
 DEFAULT_TIMEOUT_S = 30.0
 
-Level = Literal["ok", "warn", "FAIL"]
+Level = Literal["ok", "info", "warn", "FAIL"]
 
 
 class CliError(Exception):
@@ -134,7 +134,7 @@ def refused_fix(smc: Smc) -> str:
 
 
 class Findings:
-    """One line per finding (`ok`, `warn` or `FAIL`), each problem with its fix; counts problems."""
+    """One line per finding (`ok`, `info`, `warn` or `FAIL`), each problem with its fix; counts problems."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out or sys.stdout
@@ -152,6 +152,10 @@ class Findings:
     def ok(self, message: str) -> None:
         """A check that passed."""
         self.add("ok", message)
+
+    def info(self, message: str) -> None:
+        """Neither good nor bad: what the destination will do with what it found."""
+        self.add("info", message)
 
     def warn(self, message: str, fix: str = "") -> None:
         """Worth knowing, but not a failure."""

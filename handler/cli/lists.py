@@ -1,4 +1,5 @@
-"""Reading SMC's organization, lists, columns and segments, and comparing columns with `handler.schema`."""
+"""Reading SMC's organization, lists, columns, segments and transactional journeys, and comparing
+columns with `handler.schema`."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def wanted(column: Column) -> str:
     return f"Text({column.length})" if column.data_type == "Text" else column.data_type
 
 
-def organization_found(smc: Smc) -> None:
-    """Raise `CliError` unless SMC accepts the service account and knows the organization."""
+def organization_found(smc: Smc) -> dict[str, Any]:
+    """The organization's details (`name`, `languages`…); `CliError` unless SMC knows it."""
     status, body = smc.get("")
     org = smc.settings.organization
     if status == 404:
@@ -42,16 +43,26 @@ def organization_found(smc: Smc) -> None:
         )
     if status != 200:
         raise CliError(f"SMC answered {status} to GET /organizations/{org}: {smc_errors(body)}", "")
+    return body
+
+
+def _details(smc: Smc, path: str, what: str) -> dict[str, Any] | None:
+    status, body = smc.get(path)
+    if status == 404:
+        return None
+    if status != 200:
+        raise CliError(f"SMC answered {status} to GET {what}: {smc_errors(body)}", "")
+    return body
 
 
 def get_list(smc: Smc, list_name: str) -> dict[str, Any] | None:
     """The list's details, or None when SMC has no such list."""
-    status, body = smc.get(list_path(list_name))
-    if status == 404:
-        return None
-    if status != 200:
-        raise CliError(f"SMC answered {status} to GET list '{list_name}': {smc_errors(body)}", "")
-    return body
+    return _details(smc, list_path(list_name), f"list '{list_name}'")
+
+
+def get_journey(smc: Smc, api_name: str) -> dict[str, Any] | None:
+    """The transactional journey's details, or None when SMC has no such journey."""
+    return _details(smc, f"/journeys/transactional/{quote(api_name, safe='')}", f"journey '{api_name}'")
 
 
 def get_fields(smc: Smc, list_name: str) -> list[dict[str, Any]]:
