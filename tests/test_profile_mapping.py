@@ -93,6 +93,8 @@ def test_a_computed_trait_or_a_non_boolean_flag_is_no_membership_change():
     [
         ("high value users!", "high_value_users_"),
         ("-x", "_x"),
+        ("2024-buyers", "_2024_buyers"),
+        ("churn-risk", "churn_risk"),
         ("a" * 120, "a" * 100),
         ("!!!", None),
         (3, None),

@@ -17,7 +17,9 @@ from handler.operations import Operation, Target
 from handler.settings import Settings
 
 PART = "audience"
-_NOT_IN_API_NAMES = re.compile(r"[^A-Za-z0-9_-]")
+# Segments this product creates get the strict form SMC creates api names in: letters, digits and
+# `_`, not starting with a digit (a `-` that `is_api_name` tolerates in names people typed is refused).
+_NOT_IN_API_NAMES = re.compile(r"[^A-Za-z0-9_]")
 
 
 def _personas(raw: dict[str, Any]) -> dict[str, Any]:
@@ -51,10 +53,11 @@ def segment_name(audience_key: object) -> str | None:
     key cannot become one. Keys are immutable in Engage, so the name is stable."""
     if not isinstance(audience_key, str):
         return None
-    name = _NOT_IN_API_NAMES.sub("_", audience_key.strip())[:100]
-    if name.startswith("-"):
-        name = "_" + name[1:]
-    return name if name.strip("_-") and is_api_name(name) else None
+    name = _NOT_IN_API_NAMES.sub("_", audience_key.strip())
+    if name[:1].isdigit():
+        name = "_" + name
+    name = name[:100]
+    return name if name.strip("_") and is_api_name(name) else None
 
 
 def map_audience(event: SegmentEvent, settings: Settings) -> list[Operation]:
@@ -67,7 +70,7 @@ def map_audience(event: SegmentEvent, settings: Settings) -> list[Operation]:
     segment = segment_name(key)
     refused = None
     if segment is None:
-        refused = "the audience key cannot be an SMC segment api name (letters, digits, _ or -)"
+        refused = "the audience key cannot be an SMC segment api name (letters, digits or _)"
     elif not event.user_id:
         refused = "an audience membership needs userId (the profile key)"
     if refused is not None or segment is None:
