@@ -60,7 +60,7 @@ ENV_VARS = {
     "DELIVERY_MODE": "sync",
     "DELIVERY_QUEUE_URL": "",
     "DEAD_LETTER_QUEUE_URL": "",
-    "MAX_RECEIVES": "5",
+    "MAX_EVENT_AGE_SECONDS": "345600",
     # Profiles on the sandbox's user list `users` (keyed on CUSTOMER_ID), Engage audiences as its
     # static segments, and one transactional journey.
     "SMC_PROFILE_LIST": "users",

@@ -7,7 +7,6 @@ then delivers with the same mappers and client.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -18,7 +17,7 @@ from handler.auth import authenticate
 from handler.deadline import Budget, request_budget
 from handler.delivery import Preparation, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError, RequestError
-from handler.events import SegmentEvent, admit
+from handler.events import SegmentEvent, admit, utc_text
 from handler.idempotency import Response, RetryLater, request_key
 from handler.observability import count, flush_metrics, logger, metrics, timing, tracer
 from handler.outcomes import Report
@@ -35,8 +34,7 @@ __all__ = ["handle", "lambda_handler", "reset_runtime"]
 
 def _received_at(event: dict[str, Any]) -> str:
     epoch_ms = (event.get("requestContext") or {}).get("timeEpoch")
-    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC) if isinstance(epoch_ms, int) else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return utc_text(epoch_ms / 1000 if isinstance(epoch_ms, int) else time.time())
 
 
 def _answer(report: Report, sent: list[SegmentEvent]) -> Response:

@@ -1,16 +1,24 @@
 """Queued delivery, consumer side: an SQS batch → the same mappers, batching and SMC client as sync mode.
 
 Rows from every message of the batch are grouped per SMC target, so a batch of 10 messages
-holding 1,000 events still costs one SMC call per target. Only messages holding a retryable
-failure go back to the queue (Powertools partial batch response). Events SMC refuses for good,
-unreadable messages, and retryable failures on their last allowed receive go to the dead-letter
-queue with the reason, so nothing is dropped silently.
+holding 1,000 events still costs one SMC call per target. Then each message is settled:
+
+- its delivered (and filtered, duplicate) events are done;
+- events SMC refused for good go to the dead-letter queue at once, with SMC's reason;
+- events that failed retryably are sent again as a new message, delayed by the back-off of
+  handler.requeue (never shorter than SMC's `Retry-After`), unless they would be older than
+  `MAX_EVENT_AGE_SECONDS` by then: those are dead-lettered as `expired`;
+- an unreadable message goes to the dead-letter queue byte for byte.
+
+The old message is then done and Lambda deletes it; it comes back (a batch item failure) only
+when a message it led to could not be written, so nothing is lost. Once SMC answers 429, no
+further SMC call starts in the invocation (handler.delivery.Brake): the rest waits out the
+`Retry-After` with the failed events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -18,17 +26,19 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handler import requeue
 from handler.deadline import Deadline
-from handler.delivery import deliver
+from handler.delivery import Brake, deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError
-from handler.events import admit
-from handler.observability import count, flush_metrics, logger, metrics, tracer
-from handler.queue import QueuedMessage, dead_letter_body, send, unpack
+from handler.events import admit, epoch_of, utc_text
+from handler.observability import count, flush_metrics, gauge, logger, metrics, tracer
+from handler.outcomes import EventResult, Report
+from handler.queue import Envelope, QueuedMessage, dead_letter_body, encode, send, unpack
 from handler.reporting import record_outcomes
 from handler.runtime import Runtime, get_runtime
-from handler.settings import SettingsError
+from handler.settings import Settings, SettingsError
 
-SAFETY_MARGIN_MS = 3000  # left to report failures and write dead letters before Lambda stops us
+SAFETY_MARGIN_MS = 3000  # left to write the retried and dead-lettered events before Lambda stops us
 
 
 @dataclass(slots=True)
@@ -37,94 +47,154 @@ class _Message:
     receipt_handle: str
     receive_count: int
     body: str
-    raws: list[Any] = field(default_factory=list)
+    envelope: Envelope = field(default_factory=lambda: Envelope([]))
     first: int = 0  # index of its first event in the combined report
+    first_seen: float = 0.0  # epoch seconds its events' age counts from
     unreadable: bool = False
 
 
-def _read(record: dict[str, Any]) -> _Message:
+def _read(record: dict[str, Any], at: float) -> _Message:
     attributes = record.get("attributes") or {}
     message = _Message(
         message_id=str(record.get("messageId", "")),
         receipt_handle=str(record.get("receiptHandle", "")),
-        receive_count=int(attributes.get("ApproximateReceiveCount", "1") or 1),
+        receive_count=_int(attributes.get("ApproximateReceiveCount"), 1),
         body=str(record.get("body", "")),
     )
     try:
-        message.raws, _ = unpack(message.body)
+        message.envelope = unpack(message.body)
     except ValueError:
         message.unreadable = True
+        return message
+    envelope = message.envelope
+    # A message from before these fields existed counts from when SQS first took it.
+    sent_ms = _int(attributes.get("SentTimestamp"), 0)
+    fallback = utc_text(sent_ms / 1000) if sent_ms else utc_text(at)
+    envelope.received_at = envelope.received_at or fallback
+    envelope.first_seen = envelope.first_seen or envelope.received_at
+    message.first_seen = epoch_of(envelope.first_seen) or at
     return message
 
 
-def _now() -> str:
-    moment = datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+def _int(value: object, default: int) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return default
 
 
-def _received_at(messages: list[_Message]) -> str:
-    for message in messages:
-        if not message.unreadable:
-            try:
-                _, received_at = unpack(message.body)
-            except ValueError:
-                continue
-            if received_at:
-                return received_at
-    return _now()
+@dataclass(slots=True)
+class _Plan:
+    """What the batch's messages lead to: new delayed messages, dead letters, and for each the
+    message it came from (which comes back if that write fails)."""
+
+    retries: list[tuple[QueuedMessage, str]] = field(default_factory=list)
+    dead_letters: list[tuple[QueuedMessage, str]] = field(default_factory=list)
+    expired: int = 0
+
+
+def _dead_letter(plan: _Plan, message: _Message, raw: Any, result: EventResult, reason: str) -> None:
+    body = dead_letter_body([raw], reason, message.receive_count, message.envelope)
+    plan.dead_letters.append((QueuedMessage(body, [result.index], reason), message.message_id))
+
+
+def _settle_message(message: _Message, report: Report, settings: Settings, at: float, plan: _Plan) -> None:
+    if message.unreadable:
+        # Kept byte for byte: whatever wrote it can be found and the body inspected.
+        letter = QueuedMessage(message.body, [], "unreadable queue message")
+        plan.dead_letters.append((letter, message.message_id))
+        return
+    raws = message.envelope.events
+    results = report.results[message.first : message.first + len(raws)]
+    retried: list[tuple[Any, EventResult]] = []
+    for result in results:
+        raw = raws[result.index - message.first]
+        if result.outcome == "rejected":
+            _dead_letter(plan, message, raw, result, result.reason or "rejected")
+        elif result.outcome == "retried":
+            retried.append((raw, result))
+    if not retried:
+        return
+    attempt = message.envelope.attempt + 1
+    delay = requeue.delay_for(attempt, report.retry_after)
+    max_age = settings.max_event_age_seconds
+    if requeue.expired(message.first_seen, delay, max_age, at):
+        plan.expired += len(retried)
+        for raw, result in retried:
+            within = requeue.describe_age(max_age)
+            why = f"expired: not delivered within {within}; last failure: {result.reason}"
+            _dead_letter(plan, message, raw, result, why)
+        return
+    envelope = Envelope([], message.envelope.received_at, message.envelope.first_seen, attempt)
+    body = encode([raw for raw, _ in retried], envelope)
+    indexes = [result.index for _, result in retried]
+    plan.retries.append((QueuedMessage(body, indexes, delay_s=delay), message.message_id))
+
+
+def _write(runtime: Runtime, url: str, letters: list[tuple[QueuedMessage, str]]) -> tuple[int, set[str]]:
+    """Send `letters` to `url`; return how many SQS took and the source messages of the rest."""
+    if not letters:
+        return 0, set()
+    failed = send(runtime.sqs, url, [letter for letter, _ in letters])
+    return len(letters) - len(failed), {source for i, (_, source) in enumerate(letters) if i in failed}
 
 
 def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runtime) -> set[str]:
-    """Deliver an SQS batch; return the message ids that must come back (retryable failures)."""
+    """Deliver an SQS batch; return the ids of the messages that must come back to the queue."""
     settings = runtime.settings
-    messages = [_read(record) for record in event.get("Records") or []]
+    at = requeue.now()
+    messages = [_read(record, at) for record in event.get("Records") or []]
     raws: list[Any] = []
+    arrivals: list[str] = []  # each event keeps the time the webhook received it
     for message in messages:
         message.first = len(raws)
-        raws.extend(message.raws)
-    report, admitted = admit(raws, settings, _received_at(messages))
+        raws.extend(message.envelope.events)
+        arrivals.extend([message.envelope.received_at or utc_text(at)] * len(message.envelope.events))
+    report, admitted = admit(raws, settings, arrivals)
     remaining_ms = context.get_remaining_time_in_millis() if context is not None else 60_000
     deadline = Deadline((remaining_ms - SAFETY_MARGIN_MS) / 1000)
-    deliver(admitted, report, settings, runtime.client, deadline, stores=runtime.stores)
+    try:
+        deliver(admitted, report, settings, runtime.client, deadline, stores=runtime.stores, brake=Brake())
+    except (ConfigurationError, DependencyUnavailableError) as exc:
+        # The secret unreadable or AWS unreachable: what is not settled waits like an SMC outage.
+        count("ConfigurationErrors")
+        logger.error("cannot deliver", extra={"detail": str(exc)})
+        report.settle_rest("retried", f"configuration: {exc}")
 
-    retry: set[str] = set()
-    dead_letters: list[tuple[QueuedMessage, str]] = []  # (dead letter, source message id)
+    plan = _Plan()
     for message in messages:
-        if message.unreadable:
-            # Kept byte for byte: whatever wrote it can be found and the body inspected.
-            letter = QueuedMessage(message.body, [], "unreadable queue message")
-            dead_letters.append((letter, message.message_id))
-            continue
-        results = report.results[message.first : message.first + len(message.raws)]
-        last_try = message.receive_count >= settings.max_receives
-        if any(r.outcome == "retried" for r in results) and not last_try:
-            # The whole message comes back; its rejected events are dead-lettered on the final pass.
-            retry.add(message.message_id)
-            continue
-        for result in results:
-            if result.outcome in ("rejected", "retried"):
-                reason = result.reason or "unknown"
-                raw = message.raws[result.index - message.first]
-                body = dead_letter_body([raw], reason, message.receive_count)
-                dead_letters.append((QueuedMessage(body, [result.index], reason), message.message_id))
-    if dead_letters:
-        failed = send(runtime.sqs, settings.dead_letter_queue_url, [letter for letter, _ in dead_letters])
-        count("EventsDeadLettered", len(dead_letters) - len(failed))
-        # A dead letter that could not be written keeps its message in the queue: nothing is lost.
-        retry.update(source for i, (_, source) in enumerate(dead_letters) if i in failed)
-    if retry and report.retry_after:
-        _slow_down(runtime, messages, retry, report.retry_after)
-    record_outcomes(report, None, messages=len(messages), retried_messages=len(retry))
+        _settle_message(message, report, settings, at, plan)
+    requeued, retry = _write(runtime, settings.delivery_queue_url, plan.retries)
+    lettered, lost = _write(runtime, settings.dead_letter_queue_url, plan.dead_letters)
+    retry |= lost
+    count("MessagesRequeued", requeued)
+    count("EventsRequeued", sum(len(m.indexes) for i, (m, _) in enumerate(plan.retries) if i < requeued))
+    count("EventsDeadLettered", lettered)
+    count("EventsExpired", plan.expired)
+    if retry:
+        # The write failed (SQS trouble): the message itself comes back, after the back-off.
+        delays = {source: letter.delay_s for letter, source in plan.retries}
+        _hide(runtime, [m for m in messages if m.message_id in retry], delays)
+    ages = [at - m.first_seen for m in messages if not m.unreadable]
+    if ages:
+        oldest = max(0.0, max(ages))
+        gauge("QueuedEventAgeSeconds", round(oldest))
+        gauge("QueuedEventAgePercent", round(100 * oldest / settings.max_event_age_seconds, 1))
+    record_outcomes(
+        report, None, messages=len(messages), requeued_messages=requeued, returned_messages=len(retry)
+    )
     return retry
 
 
-def _slow_down(runtime: Runtime, messages: list[_Message], retry: set[str], seconds: float) -> None:
-    """On SMC 429/Retry-After, hide the failed messages for that long instead of burning receives."""
-    timeout = int(min(43_200, max(1, seconds)))
+def _hide(runtime: Runtime, messages: list[_Message], delays: dict[str, int]) -> None:
+    """Keep returned messages out of sight for their back-off instead of the queue's default."""
     entries = [
-        {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
+        {
+            "Id": str(i),
+            "ReceiptHandle": m.receipt_handle,
+            "VisibilityTimeout": max(1, delays.get(m.message_id, requeue.BASE_DELAY_S)),
+        }
         for i, m in enumerate(messages)
-        if m.message_id in retry
     ]
     for start in range(0, len(entries), 10):
         try:
@@ -132,7 +202,7 @@ def _slow_down(runtime: Runtime, messages: list[_Message], retry: set[str], seco
                 QueueUrl=runtime.settings.delivery_queue_url, Entries=entries[start : start + 10]
             )
         except Exception as exc:  # best effort: the queue's own visibility timeout still applies
-            logger.warning("could not delay retried messages", extra={"error": type(exc).__name__})
+            logger.warning("could not delay returned messages", extra={"error": type(exc).__name__})
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -144,14 +214,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         try:
             retry = consume(event, context, get_runtime())
         except (SettingsError, ConfigurationError, DependencyUnavailableError) as exc:
-            # Every message goes back: the queue holds them until the configuration is fixed.
+            # Settings unreadable: nothing is known of the queues, so every message goes back and
+            # the queue holds it (its receives are spent: the redrive policy applies) until fixed.
             count("ConfigurationErrors")
             logger.error("cannot deliver", extra={"detail": str(exc)})
             retry = {str(r.get("messageId", "")) for r in event.get("Records") or []}
 
         def record_handler(record: SQSRecord) -> None:
             if record.message_id in retry:
-                raise RuntimeError("retryable SMC failure; the message goes back to the queue")
+                raise RuntimeError("the message goes back to the queue")
 
         processor = BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
         return process_partial_response(

@@ -18,7 +18,7 @@ from handler import profile_columns
 from handler.batching import Chunk, plan
 from handler.claims import ClaimGate
 from handler.deadline import Deadline
-from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
+from handler.errors import SmcDeferredError, SmcError, SmcRetryableError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
 from handler.observability import count, in_thread_with_trace, logger, tracer
@@ -42,6 +42,32 @@ class ChunkOutcome:
 
     verdicts: list[Verdict]
     failure: SmcError | None = None  # the retryable failure behind the retried rows, if any
+
+
+class Brake:
+    """Queued mode: once SMC answers 429, no further call of the invocation starts, so a throttled
+    SMC sees the consumer slow down as a whole; what is left is retried after SMC's `Retry-After`.
+    (Sync mode has no brake: Segment's own back-off paces it.)"""
+
+    __slots__ = ("_failure",)
+
+    def __init__(self) -> None:
+        self._failure: SmcError | None = None
+
+    def engage(self, failure: SmcError) -> None:
+        """Apply the brake if `failure` is SMC throttling (the first one is kept)."""
+        if failure.status == 429 and self._failure is None:
+            self._failure = failure
+
+    def held(self) -> SmcError | None:
+        """The failure a call not started because of the brake is retried with; None: go on."""
+        if self._failure is None:
+            return None
+        return SmcRetryableError(
+            "not sent: SMC answered 429 to another call of this batch",
+            status=429,
+            retry_after=self._failure.retry_after,
+        )
 
 
 def _retried(chunk: Chunk, failure: SmcError) -> ChunkOutcome:
@@ -71,21 +97,32 @@ def _apply(verdicts: list[Verdict], rows: list[int], answer: RowVerdicts) -> lis
     return [rows[position] for position in answer.unconfirmed]
 
 
-def run_chunk(client: SmcClient, chunk: Chunk, deadline: Deadline) -> ChunkOutcome:
+def run_chunk(
+    client: SmcClient, chunk: Chunk, deadline: Deadline, brake: Brake | None = None
+) -> ChunkOutcome:
     """Send `chunk`; rows left unconfirmed next to rows SMC named go once more without the named ones."""
+    held = brake.held() if brake is not None else None
+    if held is not None:
+        count("SmcCallsHeld")
+        return _retried(chunk, held)
     if not _room_for_a_call(client, deadline):
         count("SmcCallsDeferred")
         return _retried(chunk, SmcDeferredError("not sent: Segment's deadline left no time for the call"))
     answer = _send(client, chunk, deadline)
     if isinstance(answer, SmcError):
+        if brake is not None:
+            brake.engage(answer)
         return _retried(chunk, answer)
     verdicts: list[Verdict] = [("retried", None)] * chunk.rows
     pending = _apply(verdicts, list(range(chunk.rows)), answer)
     failure = answer.failure
-    if pending and answer.resend and _room_for_a_call(client, deadline):
+    held = brake.held() if brake is not None else None
+    if pending and answer.resend and held is None and _room_for_a_call(client, deadline):
         count("SmcRowsResent", len(pending))
         again = _send(client, chunk.subset(pending), deadline)
         if isinstance(again, SmcError):
+            if brake is not None:
+                brake.engage(again)
             failure = again
         else:
             pending, failure = _apply(verdicts, pending, again), again.failure
@@ -121,14 +158,19 @@ def _settle(report: Report, chunk: Chunk, outcome: ChunkOutcome) -> None:
 
 
 def _run_phase(
-    client: SmcClient, phase: list[Chunk], deadline: Deadline, report: Report, gate: ClaimGate | None
+    client: SmcClient,
+    phase: list[Chunk],
+    deadline: Deadline,
+    report: Report,
+    gate: ClaimGate | None,
+    brake: Brake | None = None,
 ) -> list[tuple[Chunk, ChunkOutcome]]:
     """Every call of a phase, at most MAX_PARALLEL_CALLS at a time, the largest first; calls whose
     changes are being claimed (`gate`) join once the claim is done, without what it held back."""
     gated = [chunk for chunk in phase if gate is not None and gate.active and chunk.claims is not None]
     ready = [chunk for chunk in phase if not gated or chunk.claims is None]
     if len(ready) == 1 and not gated:
-        return [(ready[0], run_chunk(client, ready[0], deadline))]
+        return [(ready[0], run_chunk(client, ready[0], deadline, brake))]
     calls: SimpleQueue[Chunk | None] = SimpleQueue()
     for chunk in sorted(ready, key=lambda chunk: len(chunk.body), reverse=True):
         calls.put(chunk)
@@ -136,7 +178,7 @@ def _run_phase(
 
     def worker() -> None:
         while (chunk := calls.get()) is not None:
-            results.append((chunk, run_chunk(client, chunk, deadline)))
+            results.append((chunk, run_chunk(client, chunk, deadline, brake)))
 
     traced = in_thread_with_trace(worker)
     workers = [_pool().submit(traced) for _ in range(min(MAX_PARALLEL_CALLS, len(phase)))]
@@ -227,13 +269,14 @@ def deliver(
     prepared: Preparation | None = None,
     earlier: Progress | None = None,
     stores: Stores | None = None,
+    brake: Brake | None = None,
 ) -> None:
     """Map, group and send `events` (mapped already if `prepared`); settle every one in `report`.
 
     `earlier`: what a previous attempt of the same request settled for good; those events are
     reported as then and not sent again. `stores`: where changes to overwritten state are
     claimed first (none older than one applied reaches SMC) and transactional messages recorded
-    (sent at most once); without them, neither.
+    (sent at most once); without them, neither. `brake`: stop calling SMC once it throttles.
     """
     stores = stores or Stores()
     if earlier:
@@ -252,9 +295,10 @@ def deliver(
     loads, deletions = work.phases
     for phase in (loads, None, deletions):
         if phase is None:  # after the profiles they may need, before any profile is deleted
-            send_all(work.sends, report, client, stores.sends, settings.organization, deadline)
+            held = brake.held() if brake is not None else None
+            send_all(work.sends, report, client, stores.sends, settings.organization, deadline, held)
             continue
-        for chunk, outcome in _run_phase(client, phase, deadline, report, gate):
+        for chunk, outcome in _run_phase(client, phase, deadline, report, gate, brake):
             _settle(report, chunk, outcome)
             sent.append((chunk, [verdict[0] for verdict in outcome.verdicts]))
     if gate is not None and gate.active:

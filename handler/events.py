@@ -7,6 +7,7 @@ import json
 import re
 from _json import encode_basestring as _encode_basestring
 from _json import make_encoder as _make_encoder
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
@@ -112,6 +113,23 @@ def derive_message_id(raw: dict[str, Any]) -> str:
     """A stable id for an event that has none: the same content always gets the same id."""
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return "derived-" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def utc_text(epoch_s: float) -> str:
+    """An epoch time as the ISO 8601 UTC text, milliseconds and `Z`, that Segment writes."""
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def epoch_of(value: str | None) -> float | None:
+    """The epoch seconds of an ISO 8601 time (naive: UTC); None when absent or unusable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def iso_utc(value: object) -> str | None:
@@ -262,11 +280,14 @@ def _fallback_id(raw: object) -> str:
     return derive_message_id(raw if isinstance(raw, dict) else {"value": raw})
 
 
-def admit(raw_events: list[Any], settings: Settings, received_at: str) -> tuple[Report, list[SegmentEvent]]:
+def admit(
+    raw_events: list[Any], settings: Settings, received_at: str | Sequence[str]
+) -> tuple[Report, list[SegmentEvent]]:
     """Validate, de-duplicate and filter a request's events.
 
-    Returns the report (with invalid, duplicate and filtered events already settled) and the
-    events that go on to SMC.
+    `received_at`: when they arrived, one time for all or (queued mode, several requests' events
+    in one batch) one per event. Returns the report (with invalid, duplicate and filtered events
+    already settled) and the events that go on to SMC.
     """
     report = Report(results=[])
     admitted: list[SegmentEvent] = []
@@ -282,7 +303,8 @@ def admit(raw_events: list[Any], settings: Settings, received_at: str) -> tuple[
         try:
             if encoded_size(raw, parts) > MAX_EVENT_BYTES:
                 raise InvalidEvent(f"event is over {MAX_EVENT_BYTES} bytes")
-            event = validate_event(index, raw, received_at, parts)
+            arrived = received_at if isinstance(received_at, str) else received_at[index]
+            event = validate_event(index, raw, arrived, parts)
         except InvalidEvent as exc:
             result.message_id = _fallback_id(raw)
             report.settle(index, "rejected", str(exc))

@@ -60,6 +60,12 @@ class Report:
         if result.outcome is None or _RANK[outcome] > _RANK[result.outcome]:
             result.outcome, result.reason = outcome, reason
 
+    def settle_rest(self, outcome: Outcome, reason: str) -> None:
+        """Settle every part not settled yet (work that stopped part-way, e.g. on an AWS outage)."""
+        for result in self.results:
+            while result.outcome is None or result.settled_parts < result.parts:
+                self.settle(result.index, outcome, reason)
+
     def expect_parts(self, counts: dict[int, int]) -> None:
         """How many operations decide each of these events (event index → count)."""
         for index, parts in counts.items():

@@ -1,16 +1,18 @@
-"""Queued delivery, webhook side: pack admitted events into SQS messages and enqueue them.
+"""Queued delivery's messages: pack events into SQS messages, read them back, move dead letters.
 
 A message carries several events (`{"v": 1, "events": [...]}`) so a 1,000-event batch costs a
-handful of `SendMessageBatch` calls instead of a hundred. Bodies are ASCII JSON: SQS refuses some
-characters JSON allows (lone surrogates, U+FFFE/U+FFFF), and one such event would fail its
-message on every retry. Limits: 10 entries per call and 256 KiB
+handful of `SendMessageBatch` calls instead of a hundred. Beside the events it carries when the
+webhook received them (`receivedAt`, each event's fallback time), and once retried, when its age
+window started (`firstSeen`) and how many tries failed (`attempt`): handler.requeue. Bodies are
+ASCII JSON: SQS refuses some characters JSON allows (lone surrogates, U+FFFE/U+FFFF), and one
+such event would fail its message on every retry. Limits: 10 entries per call and 256 KiB
 per message and per call (SQS's long-standing limit, valid for every queue configuration).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from handler.events import SegmentEvent
@@ -20,7 +22,8 @@ MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ENTRIES = 10
 MESSAGE_VERSION = 1
-_ENVELOPE_BYTES = 64
+# Room for the envelope around the events: version, the three times and counts, brackets.
+_ENVELOPE_BYTES = 192
 
 
 @dataclass(slots=True)
@@ -30,11 +33,40 @@ class QueuedMessage:
     body: str
     indexes: list[int]
     reason: str | None = None  # dead letters: why, also as the `failure_reason` message attribute
+    delay_s: int = 0  # SQS DelaySeconds: retried events wait out their back-off
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A message body read back: its events and what the queue knows about them."""
+
+    events: list[Any]
+    received_at: str | None = None  # when the webhook received them
+    first_seen: str | None = None  # when their age window started (absent: received_at)
+    attempt: int = 0  # tries that failed retryably so far
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a dead letter's `failure`
+
+    def metadata(self) -> dict[str, Any]:
+        """The envelope's fields, as written into a body."""
+        fields: dict[str, Any] = {}
+        if self.received_at:
+            fields["receivedAt"] = self.received_at
+        if self.first_seen and self.first_seen != self.received_at:
+            fields["firstSeen"] = self.first_seen
+        if self.attempt:
+            fields["attempt"] = self.attempt
+        return fields
 
 
 def _encode(raws: list[str], extra: dict[str, Any] | None = None) -> str:
     head = json.dumps({"v": MESSAGE_VERSION, **(extra or {})}, separators=(",", ":"))[:-1]
     return head + ',"events":[' + ",".join(raws) + "]}"
+
+
+def encode(raws: list[Any], envelope: Envelope, **extra: Any) -> str:
+    """A body holding `raws` (decoded events) with `envelope`'s metadata and `extra` fields."""
+    parts = [json.dumps(raw, separators=(",", ":")) for raw in raws]
+    return _encode(parts, {**envelope.metadata(), **extra})
 
 
 def pack(events: list[SegmentEvent], received_at: str) -> list[QueuedMessage]:
@@ -58,8 +90,12 @@ def pack(events: list[SegmentEvent], received_at: str) -> list[QueuedMessage]:
     return messages
 
 
-def unpack(body: str) -> tuple[list[Any], str | None]:
-    """The events of a message body and when the webhook received them.
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def unpack(body: str) -> Envelope:
+    """The events of a message body and what its envelope says of them.
 
     Raises ValueError when the body is not one of ours.
     """
@@ -70,17 +106,35 @@ def unpack(body: str) -> tuple[list[Any], str | None]:
         or not isinstance(data.get("events"), list)
     ):
         raise ValueError("not a destination queue message")
-    received_at = data.get("receivedAt")
-    return list(data["events"]), received_at if isinstance(received_at, str) else None
+    attempt = data.get("attempt")
+    known = {"v", "events", "receivedAt", "firstSeen", "attempt"}
+    return Envelope(
+        events=list(data["events"]),
+        received_at=_text(data.get("receivedAt")),
+        first_seen=_text(data.get("firstSeen")),
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0 else 0,
+        extra={key: value for key, value in data.items() if key not in known},
+    )
 
 
-def dead_letter_body(raws: list[Any], reason: str, receive_count: int) -> str:
-    """A message for the dead-letter queue: the events, unchanged, and why they are there.
+def dead_letter_body(raws: list[Any], reason: str, receive_count: int, envelope: Envelope) -> str:
+    """A message for the dead-letter queue: the events, unchanged, their envelope, and why.
 
     The body is a valid queue message, so moving it back (redrive) needs no conversion.
     """
-    failure = {"failure": {"reason": reason, "receiveCount": receive_count}}
-    return _encode([json.dumps(raw, separators=(",", ":")) for raw in raws], failure)
+    return encode(raws, envelope, failure={"reason": reason, "receiveCount": receive_count})
+
+
+def redriven_body(body: str) -> str:
+    """A dead letter as it goes back to the delivery queue: without its `failure`, and with a new
+    age window and attempt count (the operator fixed the cause; the events get their full time
+    again). `receivedAt` stays: it is each event's fallback time for ordering. A body that is not
+    ours goes back unchanged, as it came."""
+    try:
+        envelope = unpack(body)
+    except ValueError:
+        return body
+    return encode(envelope.events, Envelope([], received_at=envelope.received_at))
 
 
 def _calls(messages: list[QueuedMessage]) -> list[list[int]]:
@@ -111,6 +165,8 @@ def send(client: Any, queue_url: str, messages: list[QueuedMessage]) -> set[int]
         entries: list[dict[str, Any]] = []
         for position in call:
             entry: dict[str, Any] = {"Id": str(position), "MessageBody": messages[position].body}
+            if messages[position].delay_s:
+                entry["DelaySeconds"] = messages[position].delay_s
             reason = messages[position].reason
             if reason:
                 attribute = {"DataType": "String", "StringValue": reason[:256]}
@@ -130,30 +186,70 @@ def send(client: Any, queue_url: str, messages: list[QueuedMessage]) -> set[int]
     return failed
 
 
-def redrive(client: Any, dead_letter_url: str, queue_url: str, limit: int = 100_000) -> int:
-    """Move dead letters back to the delivery queue (after the cause is fixed); returns how many.
+@dataclass(slots=True)
+class RedriveResult:
+    """What a redrive did: messages moved, and messages it could not move or could not remove."""
 
-    Each message is deleted from the dead-letter queue only after the delivery queue accepted it,
-    so a failure part-way leaves every message in one queue or the other. SMC loads are upserts,
-    so a message moved twice still adds no row.
+    moved: int = 0
+    not_sent: int = 0  # still in the dead-letter queue only: run the redrive again
+    not_deleted: int = 0  # in both queues now: delivered once, the dead letter is left behind
+    stopped: str | None = None  # a whole call failed: the redrive ended early, naming why
+
+    @property
+    def complete(self) -> bool:
+        """Whether every message it received was moved and removed."""
+        return not (self.not_sent or self.not_deleted or self.stopped)
+
+
+def redrive(
+    client: Any, dead_letter_url: str, queue_url: str, limit: int = 100_000, wait_s: int = 5
+) -> RedriveResult:
+    """Move dead letters back to the delivery queue (after the cause is fixed).
+
+    Long polling (`wait_s`, at most 20) so that a queue whose messages are spread over its
+    servers is drained, not sampled; it ends once a poll finds nothing. Each message is deleted
+    from the dead-letter queue only after the delivery queue accepted it, so a failure part-way
+    leaves every message in one queue or the other; a message that could not be sent stays hidden
+    for the rest of the run, so it is counted once. SMC loads are upserts, so a message moved
+    twice still adds no row.
     """
-    moved = 0
-    while moved < limit:
-        answer = client.receive_message(
-            QueueUrl=dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
-        )
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    result = RedriveResult()
+    while result.moved + result.not_sent + result.not_deleted < limit:
+        want = min(10, limit - result.moved - result.not_sent - result.not_deleted)
+        try:
+            answer = client.receive_message(
+                QueueUrl=dead_letter_url,
+                MaxNumberOfMessages=want,
+                WaitTimeSeconds=max(0, min(20, wait_s)),
+                VisibilityTimeout=300,
+            )
+        except (BotoCoreError, ClientError) as exc:
+            result.stopped = f"reading the dead-letter queue failed: {exc}"
+            return result
         batch = answer.get("Messages", [])
         if not batch:
-            return moved
-        entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(batch)]
-        result = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
-        sent = {int(s["Id"]) for s in result.get("Successful", [])}
-        done = [{"Id": str(i), "ReceiptHandle": batch[i]["ReceiptHandle"]} for i in sorted(sent)]
-        if done:
-            client.delete_message_batch(QueueUrl=dead_letter_url, Entries=done)
-        moved += len(done)
-        if len(done) < len(batch):
-            raise RuntimeError(
-                f"the delivery queue refused {len(batch) - len(done)} message(s); moved {moved}"
-            )
-    return moved
+            return result
+        entries = [{"Id": str(i), "MessageBody": redriven_body(m["Body"])} for i, m in enumerate(batch)]
+        try:
+            sent_answer = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            result.not_sent += len(batch)
+            result.stopped = f"writing to the delivery queue failed: {exc}"
+            return result
+        sent = sorted(int(s["Id"]) for s in sent_answer.get("Successful", []))
+        result.not_sent += len(batch) - len(sent)
+        if not sent:
+            continue
+        done = [{"Id": str(i), "ReceiptHandle": batch[i]["ReceiptHandle"]} for i in sent]
+        try:
+            deleted_answer = client.delete_message_batch(QueueUrl=dead_letter_url, Entries=done)
+            deleted = len(deleted_answer.get("Successful", []))
+        except (BotoCoreError, ClientError) as exc:
+            result.not_deleted += len(done)
+            result.stopped = f"removing moved messages from the dead-letter queue failed: {exc}"
+            return result
+        result.moved += deleted
+        result.not_deleted += len(done) - deleted
+    return result

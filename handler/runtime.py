@@ -49,7 +49,12 @@ def get_runtime() -> Runtime:
         _runtime = Runtime(
             settings=settings,
             credentials=credentials,
-            client=SmcClient(settings.smc_base_url, settings.organization, credentials),
+            client=SmcClient(
+                settings.smc_base_url,
+                settings.organization,
+                credentials,
+                wait_on_throttle=settings.delivery_mode == "sync",
+            ),
             guard=IdempotencyGuard(settings.idempotency_table, settings.idempotency_ttl_seconds),
             stores=stores_for(settings),
         )

@@ -34,7 +34,7 @@ IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
 DELIVERY_MODE = "DELIVERY_MODE"
 DELIVERY_QUEUE_URL = "DELIVERY_QUEUE_URL"
 DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
-MAX_RECEIVES = "MAX_RECEIVES"
+MAX_EVENT_AGE_SECONDS = "MAX_EVENT_AGE_SECONDS"
 SMC_PROFILE_LIST = "SMC_PROFILE_LIST"
 SMC_PROFILE_KEY = "SMC_PROFILE_KEY"
 SMC_PROFILE_FIELDS = "SMC_PROFILE_FIELDS"
@@ -43,6 +43,8 @@ SMC_AUDIENCES = "SMC_AUDIENCES"
 SMC_TRANSACTIONAL_EVENTS = "SMC_TRANSACTIONAL_EVENTS"
 SMC_TRANSACTIONAL_LANGUAGE = "SMC_TRANSACTIONAL_LANGUAGE"
 SMC_DELETE_PROFILES = "SMC_DELETE_PROFILES"
+
+QUEUE_RETENTION_SECONDS = 14 * 86400  # the queues' MessageRetentionPeriod (template.yaml)
 
 ENV_VARS: tuple[str, ...] = (
     SMC_ADMIN_URL,
@@ -64,7 +66,7 @@ ENV_VARS: tuple[str, ...] = (
     DELIVERY_MODE,
     DELIVERY_QUEUE_URL,
     DEAD_LETTER_QUEUE_URL,
-    MAX_RECEIVES,
+    MAX_EVENT_AGE_SECONDS,
     SMC_PROFILE_LIST,
     SMC_PROFILE_KEY,
     SMC_PROFILE_FIELDS,
@@ -130,7 +132,7 @@ class Settings:
     delivery_mode: DeliveryMode = "sync"
     delivery_queue_url: str = ""
     dead_letter_queue_url: str = ""
-    max_receives: int = 5
+    max_event_age_seconds: int = 4 * 86400  # queued mode: retried until this old
     profiles: Profiles | None = None  # None: SMC_PROFILE_LIST is empty
 
     def track_allowed(self, event_name: str) -> bool:
@@ -293,6 +295,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     queue_url = env.get(DELIVERY_QUEUE_URL, "").strip()
     if mode == "queued" and not queue_url:
         raise SettingsError(f"{DELIVERY_QUEUE_URL} is required when {DELIVERY_MODE} is queued")
+    ordering_ttl = _int(env, ORDERING_TTL_SECONDS, 7 * 86400, 86400, 365 * 86400)
+    # At most the queue's 14-day retention: a dead letter must still be there to redrive.
+    max_event_age = _int(env, MAX_EVENT_AGE_SECONDS, 4 * 86400, 3600, QUEUE_RETENTION_SECONDS)
+    if mode == "queued" and env.get(STATE_TABLE, "").strip() and max_event_age > ordering_ttl:
+        raise SettingsError(
+            f"{MAX_EVENT_AGE_SECONDS} ({max_event_age}) must not exceed {ORDERING_TTL_SECONDS} "
+            f"({ordering_ttl}): an event retried after its ordering record expired could undo a newer change"
+        )
     organization = _required(env, SMC_ORGANIZATION)
     if not is_api_name(organization):
         raise SettingsError(f"{SMC_ORGANIZATION} must be an SMC organization name (letters, digits, _ or -)")
@@ -309,14 +319,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         idempotency_table=_required(env, IDEMPOTENCY_TABLE),
         state_table=env.get(STATE_TABLE, "").strip(),
         # Must outlast Segment's 4-hour retry window with margin (and queued mode's event age).
-        ordering_ttl_seconds=_int(env, ORDERING_TTL_SECONDS, 7 * 86400, 86400, 365 * 86400),
+        ordering_ttl_seconds=ordering_ttl,
         response_deadline_ms=_int(env, RESPONSE_DEADLINE_MS, 4500, 500, 29000),
         secret_max_age_seconds=_int(env, SECRET_MAX_AGE_SECONDS, 300, 0, 3600),
         idempotency_ttl_seconds=_int(env, IDEMPOTENCY_TTL_SECONDS, 86400, 4 * 3600 + 60, 30 * 86400),
         delivery_mode="queued" if mode == "queued" else "sync",
         delivery_queue_url=queue_url,
         dead_letter_queue_url=env.get(DEAD_LETTER_QUEUE_URL, "").strip(),
-        max_receives=_int(env, MAX_RECEIVES, 5, 1, 1000),
+        max_event_age_seconds=max_event_age,
         profiles=_profiles(env),
     )
 

@@ -120,9 +120,17 @@ def send_all(
     ledger: SendLedger | None,
     organization: str,
     deadline: Deadline,
+    held: SmcError | None = None,
 ) -> None:
-    """Send every message at most once and settle each event's transactional part."""
+    """Send every message at most once and settle each event's transactional part.
+
+    `held`: a throttling failure that stops this invocation (queued mode); nothing is sent and
+    every message is retried."""
     if not operations:
+        return
+    if held is not None:
+        for op in operations:
+            _settle(report, op, "retried", f"{held.reason}: {held}")
         return
     if ledger is None:
         for op in operations:

@@ -1,9 +1,15 @@
-"""Queued mode: webhook → SQS (moto over HTTP) → consumer → SMC sandbox, with DLQ and redrive."""
+"""Queued mode: webhook → SQS (moto over HTTP) → consumer → SMC sandbox, with DLQ and redrive.
+
+Time is simulated (`clock`): the consumer's clock and moto's SQS clock (delays, visibility) move
+together, so a day-long SMC outage runs in seconds and no test sleeps.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from typing import Any
 
 import boto3
 import pytest
@@ -12,27 +18,77 @@ from sandbox import Fault
 from tests import support
 from tests.support import FakeContext, api_event, invoke, sqs_event
 
-MAX_RECEIVES = 3
+MAX_RECEIVES = 3  # the queue's redrive policy: SQS dead-letters a message on its 4th receive
+DAY = 86400
+
+
+class Clock:
+    """Simulated time: real time plus an offset that only `advance` moves."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """One clock for the consumer (handler.requeue.now) and for moto's SQS, which runs in this
+    process (ThreadedMotoServer) and reads its time through these two functions."""
+    import moto.sqs.models as sqs_models
+
+    from handler import requeue
+
+    fake = Clock()
+    real_unix_time = sqs_models.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return real_unix_time(dt) if dt is not None else fake()
+
+    monkeypatch.setattr(requeue, "now", fake)
+    monkeypatch.setattr(sqs_models, "unix_time", unix_time)
+    monkeypatch.setattr(sqs_models, "unix_time_millis", lambda dt=None: unix_time(dt) * 1000)
+    return fake
 
 
 class Queues:
-    """The delivery queue and its dead-letter queue, and a stand-in for Lambda's SQS poller."""
+    """The delivery queue (with the template's redrive policy) and its dead-letter queue, and a
+    stand-in for Lambda's SQS poller."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.sqs = boto3.client("sqs")
         suffix = uuid.uuid4().hex[:8]
-        self.dlq_url = self.sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
-        self.url = self.sqs.create_queue(
-            QueueName=f"delivery-{suffix}", Attributes={"VisibilityTimeout": "30"}
+        retention = str(14 * DAY)  # as template.yaml
+        self.dlq_url = self.sqs.create_queue(
+            QueueName=f"dlq-{suffix}", Attributes={"MessageRetentionPeriod": retention}
         )["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES})
+        self.url = self.sqs.create_queue(
+            QueueName=f"delivery-{suffix}",
+            Attributes={
+                "VisibilityTimeout": "360",
+                "MessageRetentionPeriod": retention,
+                "RedrivePolicy": policy,
+            },
+        )["QueueUrl"]
+        self.invocations = 0
 
     def depth(self, url: str | None = None) -> int:
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.url, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+        """Messages in the queue, visible or not (delayed, in flight)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        names.append("ApproximateNumberOfMessagesDelayed")
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url or self.url, AttributeNames=names)["Attributes"]
+        return sum(int(attrs.get(name, 0)) for name in names)
 
-    def receive(self, url: str | None = None, visibility: int = 30) -> list[dict]:
+    def receive(self, url: str | None = None, visibility: int = 360) -> list[dict]:
         answer = self.sqs.receive_message(
             QueueUrl=url or self.url,
             MaxNumberOfMessages=10,
@@ -42,13 +98,25 @@ class Queues:
         )
         return answer.get("Messages", [])
 
-    def poll_once(self, retry_at_once: bool = True) -> tuple[int, list[str]]:
+    def letters(self) -> list[dict]:
+        """The dead-letter queue's messages, bodies decoded (left in the queue)."""
+        found: list[dict] = []
+        while batch := self.receive(self.dlq_url, visibility=600):
+            found.extend(batch)
+        for message in found:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+        return [dict(m, decoded=json.loads(m["Body"]) if m["Body"].startswith("{") else None) for m in found]
+
+    def poll_once(self) -> tuple[int, list[str]]:
         """Receive a batch, run the consumer, delete what it reports done (as Lambda's poller does)."""
         from handler.consumer import lambda_handler
 
         batch = self.receive()
         if not batch:
             return 0, []
+        self.invocations += 1
         answer = lambda_handler(sqs_event(batch), FakeContext(timeout_ms=60_000))
         failed = [f["itemIdentifier"] for f in answer["batchItemFailures"]]
         done = [
@@ -58,31 +126,47 @@ class Queues:
         ]
         if done:
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=done)
-        for m in batch:  # failed messages become visible again at once (no 30 s wait in tests)
-            if retry_at_once and m["MessageId"] in failed:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
         return len(batch), failed
 
     def drain(self, rounds: int = 20) -> None:
+        """Poll until nothing is visible now (no time passes)."""
         for _ in range(rounds):
             received, _ = self.poll_once()
             if not received:
                 return
 
+    def run_for(self, seconds: float, step: float = 60) -> None:
+        """Let `seconds` of simulated time pass, the poller draining the queue at every `step`."""
+        elapsed = 0.0
+        while elapsed < seconds:
+            self.drain(rounds=50)
+            self.clock.advance(step)
+            elapsed += step
+        self.drain(rounds=50)
+
 
 @pytest.fixture
-def queued(stack):
-    queues = Queues()
+def queued(stack, clock):
+    queues = Queues(clock)
     stack.set_env(
         DELIVERY_MODE="queued",
         DELIVERY_QUEUE_URL=queues.url,
         DEAD_LETTER_QUEUE_URL=queues.dlq_url,
-        MAX_RECEIVES=str(MAX_RECEIVES),
+        MAX_EVENT_AGE_SECONDS=str(4 * DAY),
     )
     yield queues
-    stack.set_env(DELIVERY_MODE="sync", DELIVERY_QUEUE_URL="", DEAD_LETTER_QUEUE_URL="", MAX_RECEIVES="5")
+    stack.set_env(
+        DELIVERY_MODE="sync", DELIVERY_QUEUE_URL="", DEAD_LETTER_QUEUE_URL="", MAX_EVENT_AGE_SECONDS=""
+    )
+
+
+def loaded_rows(stack, list_name: str = support.EVENTS_LIST) -> int:
+    """Rows SMC took in successful loads into `list_name` (counts a row loaded twice twice)."""
+    return sum(
+        call.rows or 0
+        for call in stack.smc_calls(f"/lists/{list_name}/data/load")
+        if call.status == 200 and not call.fault
+    )
 
 
 def all_types() -> list[dict]:
@@ -149,15 +233,34 @@ def test_failed_enqueue_is_retryable_for_segment(stack, queued):
     assert body["failures"][0]["reason"].startswith("queue_unavailable")
 
 
-def test_smc_outage_keeps_events_queued_until_smc_recovers_then_delivers_once(stack, queued):
+def test_a_day_long_smc_outage_then_recovery_delivers_every_event_exactly_once_and_dead_letters_none(
+    stack, queued
+):
     events = [support.track() for _ in range(5)]
-    invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
-    stack.sandbox.inject(Fault(status=503, times=-1, path_contains="/data"))
-    _, failed = queued.poll_once()
-    assert len(failed) == 1 and stack.rows() == []
+    members = [support.group("ADD", userId=f"out-{i}") for i in range(3)]
+    invoke(api_event(events[:3] + members[:1], signature=False, bearer=support.BEARER_TOKEN))
+    invoke(api_event(events[3:] + members[1:], signature=False, bearer=support.BEARER_TOKEN))
+    # Retry-After: 0 keeps the client's own retries instant; the queue's back-off is what is tested.
+    stack.sandbox.inject(Fault(status=503, retry_after="0", times=-1, path_contains="/data"))
+    queued.run_for(DAY, step=300)
+    assert stack.rows() == [] and stack.members() == []
+    assert queued.depth(queued.dlq_url) == 0  # maxReceiveCount is 3: over 90 tries used none of it
+    assert 0 < queued.depth() <= 2  # two messages, each waiting out its back-off
+    queued.clock.advance(900)
+    waiting = queued.receive(visibility=0)
+    tries = [json.loads(m["Body"])["attempt"] for m in waiting]
+    assert [m["Attributes"]["ApproximateReceiveCount"] for m in waiting] == ["1", "1"]
+    # The back-off is capped at 15 minutes and jittered in its upper half: a try every 7.5 to 15
+    # minutes, so about a hundred a day for each message (a 30 s retry would be 2,880).
+    assert all(DAY // 1200 <= attempt <= 6 + DAY // 450 for attempt in tries), tries
+
     stack.sandbox.clear_faults()
-    queued.drain()
+    stack.sandbox.clear_requests_log()
+    queued.run_for(900, step=60)  # the longest back-off: every event is back within it
     assert sorted(r["MESSAGE_ID"] for r in stack.rows()) == sorted(e["messageId"] for e in events)
+    assert loaded_rows(stack) == len(events)  # each row loaded once: none applied twice
+    assert sorted(m["CUSTOMER_ID"] for m in stack.members()) == ["out-0", "out-1", "out-2"]
+    assert len(stack.smc_calls("/data")) <= 4  # at most one call per target per message
     assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0
 
 
@@ -179,20 +282,26 @@ def test_message_delivered_twice_by_sqs_makes_no_second_row(stack, queued):
     assert len(stack.rows()) == 1
 
 
-def test_partial_batch_failure_returns_only_the_failing_message(stack, queued):
+def test_only_the_events_that_failed_come_back_as_a_new_delayed_message(stack, queued):
     invoke(api_event(support.group("ADD", segment="no_such_segment")))
-    invoke(api_event(support.track()))
+    track = support.track()
+    invoke(api_event(track))
     received, failed = queued.poll_once()
-    assert received == 2 and len(failed) == 1
-    assert len(stack.rows()) == 1  # the track event's message was delivered and deleted
-    assert queued.depth() == 1
+    assert received == 2 and failed == []  # both old messages are done with
+    assert [r["MESSAGE_ID"] for r in stack.rows()] == [track["messageId"]]
+    assert queued.receive() == []  # the retry waits out its back-off
+    queued.clock.advance(60)
+    (retry,) = queued.receive()
+    body = json.loads(retry["Body"])
+    assert [e["groupId"] for e in body["events"]] == ["no_such_segment"]
+    assert body["attempt"] == 1 and retry["Attributes"]["ApproximateReceiveCount"] == "1"
 
 
-def test_rejected_row_goes_to_the_dead_letter_queue_with_its_reason(stack, queued):
+def test_rejected_row_goes_to_the_dead_letter_queue_at_once_with_its_reason(stack, queued):
     support.narrow_event_name(stack.sandbox)
     bad = support.track("x" * support.TOO_LONG_FOR_NARROW)  # SMC refuses the row
     invoke(api_event([bad, support.track()], signature=False, bearer=support.BEARER_TOKEN))
-    queued.drain()
+    queued.poll_once()  # one pass: no retries of a row SMC refused for good
     assert len(stack.rows()) == 1 and queued.depth() == 0
     letters = queued.receive(queued.dlq_url)
     assert len(letters) == 1
@@ -202,26 +311,35 @@ def test_rejected_row_goes_to_the_dead_letter_queue_with_its_reason(stack, queue
     assert "MaxStringLengthExceeded" in letters[0]["MessageAttributes"]["failure_reason"]["StringValue"]
 
 
-def test_poison_events_are_dead_lettered_after_max_receives_and_replay_cleanly(stack, queued):
+def test_events_older_than_max_event_age_go_to_the_dead_letter_queue_as_expired_and_redrive_cleanly(
+    stack, queued
+):
     from handler.queue import redrive
 
     stack.set_env(SMC_EVENTS_LIST="events_v2")  # not created yet in SMC: 404 on every try
     events = [support.track(), support.identify()]
     invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
-    queued.drain()
-    assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 2
-    letter = json.loads(queued.receive(queued.dlq_url, visibility=0)[0]["Body"])
-    assert letter["failure"]["reason"].startswith("smc_target_not_found")
-    assert letter["failure"]["receiveCount"] == MAX_RECEIVES
-    # the admin creates the list; the operator redrives
+    queued.run_for(4 * DAY - 3600, step=900)
+    assert queued.depth(queued.dlq_url) == 0 and queued.depth() == 1  # still retried after 3 days 23 h
+    queued.run_for(2 * 3600, step=900)
+    assert queued.depth() == 0
+    letters = queued.letters()
+    assert sorted(m["decoded"]["events"][0]["messageId"] for m in letters) == sorted(
+        e["messageId"] for e in events
+    )
+    reason = letters[0]["decoded"]["failure"]["reason"]
+    assert reason.startswith("expired: not delivered within 4 days; last failure: smc_target_not_found")
+    assert letters[0]["MessageAttributes"]["failure_reason"]["StringValue"].startswith("expired")
+    # the admin creates the list; the operator redrives: the events get a new age window
     from handler.schema import EVENTS_LIST_COLUMNS
 
     stack.sandbox.add_list(support.ORG, "events_v2", [c.as_field() for c in EVENTS_LIST_COLUMNS])
-    assert redrive(queued.sqs, queued.dlq_url, queued.url) == 2
+    result = redrive(queued.sqs, queued.dlq_url, queued.url, wait_s=0)
+    assert result.moved == 2 and result.complete
     queued.drain()
     rows = stack.rows("events_v2")
     assert sorted(r["MESSAGE_ID"] for r in rows) == sorted(e["messageId"] for e in events)
-    assert queued.depth(queued.dlq_url) == 0
+    assert queued.depth(queued.dlq_url) == 0 and queued.depth() == 0
 
 
 def test_unreadable_message_is_dead_lettered_unchanged(stack, queued):
@@ -232,29 +350,76 @@ def test_unreadable_message_is_dead_lettered_unchanged(stack, queued):
     assert letters[0]["MessageAttributes"]["failure_reason"]["StringValue"] == "unreadable queue message"
 
 
-def test_smc_throttling_delays_the_retried_messages(stack, queued):
+def test_smc_throttling_holds_the_events_back_for_at_least_its_retry_after(stack, queued):
     invoke(api_event(support.track()))
     stack.sandbox.inject(Fault(status=429, retry_after="120", times=-1, path_contains="/data"))
-    _, failed = queued.poll_once(retry_at_once=False)
-    assert len(failed) == 1
+    _, failed = queued.poll_once()
+    assert failed == []
+    assert len(stack.smc_calls("/data")) == 1  # not waited out in the function: the queue waits
     stack.sandbox.clear_faults()
+    queued.clock.advance(119)
     assert queued.receive() == []  # hidden for Retry-After, not retried at once
+    queued.clock.advance(2)
+    queued.drain()
+    assert len(stack.rows()) == 1
+
+
+def test_sustained_throttling_delivers_every_event_once_when_it_ends_and_dead_letters_none(stack, queued):
+    events = [support.track() for _ in range(4)]
+    for event in events:
+        invoke(api_event(event))
+    stack.sandbox.inject(Fault(status=429, retry_after="1", times=-1, path_contains="/data"))
+    queued.run_for(6 * 3600, step=300)
+    assert stack.rows() == [] and queued.depth(queued.dlq_url) == 0
+    stack.sandbox.clear_faults()
+    stack.sandbox.clear_requests_log()
+    queued.run_for(900, step=60)
+    assert sorted(r["MESSAGE_ID"] for r in stack.rows()) == sorted(e["messageId"] for e in events)
+    assert loaded_rows(stack) == len(events)
+    assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0
+
+
+def test_once_smc_throttles_no_other_call_of_the_batch_starts(stack, queued):
+    events = [support.track(), support.group("ADD", userId="t-1")]
+    invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
+    stack.sandbox.inject(Fault(status=429, retry_after="30", times=-1, path_contains="/data"))
+    queued.poll_once()
+    assert len(stack.smc_calls("/data")) == 1  # the second target is not called
+    stack.sandbox.clear_faults()
+    queued.clock.advance(31)
+    (retry,) = queued.receive(visibility=0)
+    assert len(json.loads(retry["Body"])["events"]) == 2  # both wait for the throttling to pass
 
 
 def test_redrive_command_moves_dead_letters_back_for_delivery(stack, queued, capsys):
     from handler.cli import main
     from handler.schema import EVENTS_LIST_COLUMNS
 
-    stack.set_env(SMC_EVENTS_LIST="events_v3")
+    stack.set_env(SMC_EVENTS_LIST="events_v3", MAX_EVENT_AGE_SECONDS="3600")
     event = support.track()
     invoke(api_event(event))
-    queued.drain()
-    assert queued.depth(queued.dlq_url) == 1
+    queued.run_for(3600, step=300)
+    assert queued.depth(queued.dlq_url) == 1 and queued.depth() == 0
     stack.sandbox.add_list(support.ORG, "events_v3", [c.as_field() for c in EVENTS_LIST_COLUMNS])
-    code = main(["redrive", "--dlq-url", queued.dlq_url, "--queue-url", queued.url])
+    code = main(["redrive", "--dlq-url", queued.dlq_url, "--queue-url", queued.url, "--wait-seconds", "0"])
     assert code == 0 and "moved 1 message" in capsys.readouterr().out
     queued.drain()
     assert [r["MESSAGE_ID"] for r in stack.rows("events_v3")] == [event["messageId"]]
+
+
+def test_redrive_command_reports_and_fails_on_messages_it_could_not_move(stack, queued, capsys):
+    from handler.cli import main
+
+    for _ in range(3):
+        queued.sqs.send_message(QueueUrl=queued.dlq_url, MessageBody="x" * 100)
+    missing = queued.url + "-gone"
+    code = main(["redrive", "--dlq-url", queued.dlq_url, "--queue-url", missing, "--wait-seconds", "0"])
+    out = capsys.readouterr().out
+    assert code == 75
+    assert "moved 0 message(s)" in out and "3 message(s) the delivery queue refused" in out
+    assert "redrive stopped: writing to the delivery queue failed" in out
+    queued.clock.advance(301)
+    assert queued.depth(queued.dlq_url) == 3  # nothing lost: all still in the dead-letter queue
 
 
 def test_redrive_command_needs_both_queue_urls(capsys, monkeypatch):
@@ -289,3 +454,32 @@ def test_the_consumer_never_applies_a_change_older_than_one_applied_since(stack,
     assert stack.smc_calls("/segments/vip/data/load") == []
     assert "cust-q" not in {m["CUSTOMER_ID"] for m in stack.members()}
     assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0
+
+
+def test_each_event_keeps_the_time_its_own_request_arrived_through_the_queue(stack, queued):
+    first, second = support.track(), support.track()
+    for event, arrived in ((first, "2026-11-27T10:00:00.000Z"), (second, "2026-11-27T11:30:00.000Z")):
+        del event["receivedAt"]  # so the arrival time is what the row records
+        request = api_event(event)
+        request["requestContext"]["timeEpoch"] = int(
+            __import__("datetime").datetime.fromisoformat(arrived).timestamp() * 1000
+        )
+        invoke(request)
+    received, _ = queued.poll_once()
+    assert received == 2  # one consumer batch holding both requests' messages
+    by_id = {row["MESSAGE_ID"]: row["RECEIVED_AT"] for row in stack.rows()}
+    assert by_id[first["messageId"]].startswith("2026-11-27T10:00:00")
+    assert by_id[second["messageId"]].startswith("2026-11-27T11:30:00")
+
+
+def test_a_message_whose_retry_cannot_be_written_stays_in_the_queue(stack, queued):
+    invoke(api_event(support.track()))
+    stack.sandbox.inject(Fault(status=503, retry_after="0", times=-1, path_contains="/data"))
+    stack.set_env(DELIVERY_QUEUE_URL=queued.url + "-gone")  # SendMessage fails; receive still works
+    _, failed = queued.poll_once()
+    assert len(failed) == 1  # handed back to SQS instead of being lost
+    stack.set_env(DELIVERY_QUEUE_URL=queued.url)
+    stack.sandbox.clear_faults()
+    queued.clock.advance(361)
+    queued.drain()
+    assert len(stack.rows()) == 1 and queued.depth() == 0

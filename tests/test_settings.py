@@ -144,3 +144,20 @@ def test_profile_settings_are_read_with_their_defaults():
 def test_a_bad_profile_setting_is_named_at_start(variable, value):
     with pytest.raises(SettingsError, match=variable):
         load_settings({**PROFILES, variable: value})
+
+
+def test_max_event_age_defaults_to_four_days_and_must_fit_the_queues_retention():
+    assert load_settings(BASE).max_event_age_seconds == 4 * 86400
+    assert load_settings({**BASE, "MAX_EVENT_AGE_SECONDS": "86400"}).max_event_age_seconds == 86400
+    for bad in ("15d", "0", str(14 * 86400 + 1)):
+        with pytest.raises(SettingsError, match="MAX_EVENT_AGE_SECONDS"):
+            load_settings({**BASE, "MAX_EVENT_AGE_SECONDS": bad})
+
+
+def test_queued_events_may_not_outlive_the_ordering_records_that_keep_them_order_safe():
+    queued = {**BASE, "DELIVERY_MODE": "queued", "DELIVERY_QUEUE_URL": "https://sqs/q", "STATE_TABLE": "t"}
+    too_long = {**queued, "MAX_EVENT_AGE_SECONDS": str(10 * 86400), "ORDERING_TTL_SECONDS": str(7 * 86400)}
+    with pytest.raises(SettingsError, match=r"MAX_EVENT_AGE_SECONDS .* must not exceed ORDERING_TTL_SECONDS"):
+        load_settings(too_long)
+    longer = load_settings({**too_long, "ORDERING_TTL_SECONDS": str(10 * 86400)})
+    assert longer.max_event_age_seconds == 10 * 86400

@@ -37,8 +37,8 @@ DELIVERY_IAM_ACTIONS = {
     "dynamodb:BatchGetItem",  # handler/ordering.py, handler/transactional.py (StateTable)
     "dynamodb:PutItem",
     "dynamodb:BatchWriteItem",
-    "sqs:SendMessage",  # handler/consumer.py dead letters
-    "sqs:ChangeMessageVisibility",  # handler/consumer.py slows down on SMC 429
+    "sqs:SendMessage",  # handler/consumer.py: dead letters, and retried events as delayed messages
+    "sqs:ChangeMessageVisibility",  # handler/consumer.py: a message whose retry was not written
 }
 
 
@@ -307,7 +307,7 @@ def test_delivery_function_grants_only_what_the_consumer_calls(template: dict[st
     assert actions == DELIVERY_IAM_ACTIONS
     resources = {statement["Sid"]: statement["Resource"] for statement in statements}
     assert resources["DeadLetters"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    assert resources["DelayThrottledMessages"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
+    assert resources["RetryLater"] == {"Fn::GetAtt": ["DeliveryQueue", "Arn"]}
     assert "*" not in json.dumps(resources)
 
 
@@ -327,6 +327,37 @@ def test_queued_mode_consumes_with_partial_batch_responses(template: dict[str, A
     assert template["Resources"]["DeadLetterQueueDepthAlarm"]["Condition"] == "IsQueued"
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^build-WebhookFunction build-DeliveryFunction:", makefile, re.MULTILINE)
+
+
+def test_retried_events_may_go_back_to_the_delivery_queue_and_nowhere_else(template: dict[str, Any]) -> None:
+    statements = {s["Sid"]: s for s in _statements(template["Resources"]["DeliveryFunction"])}
+    retry_later = set(_as_list(statements["RetryLater"]["Action"]))
+    assert retry_later == {"sqs:SendMessage", "sqs:ChangeMessageVisibility"}
+    assert _as_list(statements["DeadLetters"]["Action"]) == ["sqs:SendMessage"]
+
+
+def test_max_event_age_is_a_parameter_within_the_queues_retention(template: dict[str, Any]) -> None:
+    from handler.settings import QUEUE_RETENTION_SECONDS, load_settings
+
+    parameter = template["Parameters"]["MaxEventAge"]
+    required = {"SMC_ADMIN_URL": "https://acme.slgnt.eu", "SMC_ORGANIZATION": "acme"}
+    defaults = load_settings({**required, "SMC_SECRET_ID": "s", "IDEMPOTENCY_TABLE": "t"})
+    assert parameter["Default"] == defaults.max_event_age_seconds == 4 * 86400
+    assert parameter["MaxValue"] == QUEUE_RETENTION_SECONDS
+    for queue in ("DeliveryQueue", "DeadLetterQueue"):
+        assert properties(template, queue)["MessageRetentionPeriod"] == QUEUE_RETENTION_SECONDS
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["MAX_EVENT_AGE_SECONDS"] == {"Ref": "MaxEventAge"}
+
+
+def test_the_backlog_age_alarm_follows_max_event_age(template: dict[str, Any]) -> None:
+    alarm = properties(template, "DeliveryBacklogAgeAlarm")
+    # A share of MaxEventAge (the consumer emits its oldest event's age as a percentage of it):
+    # it fires days before the first event expires, whatever MaxEventAge is.
+    assert alarm["MetricName"] == "QueuedEventAgePercent" and alarm["Namespace"] == "SegmentSmcDestination"
+    assert 0 < alarm["Threshold"] <= 50
+    consumer = (ROOT / "handler" / "consumer.py").read_text()
+    assert 'gauge("QueuedEventAgePercent"' in consumer
 
 
 def test_code_uses_no_other_aws_service() -> None:
@@ -410,7 +441,7 @@ def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_alarms_notify_only_when_a_topic_is_given(template: dict[str, Any]) -> None:
     alarms = _alarms(template)
-    assert len(alarms) == 10  # eight for both modes, two for the queues
+    assert len(alarms) == 11  # eight for both modes, three for the queues
     for props in alarms.values():
         assert props["TreatMissingData"] == "notBreaching"
         assert props["AlarmActions"] == {
@@ -437,6 +468,7 @@ def test_alarms_watch_metrics_the_code_emits(template: dict[str, Any]) -> None:
         "EventsRejected",
         "SmcRetryableFailures",
         "SmcKeyDaysLeft",
+        "QueuedEventAgePercent",
     }
     assert set(watched) <= emitted
     assert watched["SmcAuthFailures"]["Threshold"] == 1
@@ -526,6 +558,7 @@ def test_dashboard_adds_queue_and_delivery_widgets_in_queued_mode(template: dict
         "DeliveryFunction errors and throttles",
         "Delivery queue",
         "Dead-letter queue depth",
+        "Queued retries",  # the consumer's own metrics: only it emits them
     }
     lines = {(line[1], line[3]) for lines in added.values() for line in lines}
     assert {
@@ -539,7 +572,8 @@ def test_dashboard_adds_queue_and_delivery_widgets_in_queued_mode(template: dict
     conditional = {name for name, r in template["Resources"].items() if r.get("Condition") == "IsQueued"}
     for title, lines in queued.items():
         names = {re.sub(r"[<>]|\..*", "", line[3]) for line in lines if line[0].startswith("AWS/")}
-        assert (title in added) == bool(names & conditional), title
+        if names:
+            assert (title in added) == bool(names & conditional), title
 
 
 def test_status_reads_resources_the_template_has(template: dict[str, Any]) -> None:

@@ -117,6 +117,17 @@ PANELS: tuple[Panel, ...] = (
         (
             _sqs("ApproximateNumberOfMessagesVisible", "queued messages", DELIVERY_QUEUE),
             _sqs("ApproximateAgeOfOldestMessage", "oldest message age (s)", DELIVERY_QUEUE),
+            Metric("QueuedEventAgeSeconds", "oldest event age (s)", "Maximum"),
+        ),
+        status=True,
+        queued_only=True,
+    ),
+    Panel(
+        "Queued retries",
+        (
+            Metric("EventsRequeued", "retried later"),
+            Metric("EventsDeadLettered", "dead-lettered"),
+            Metric("EventsExpired", "expired"),
         ),
         status=True,
         queued_only=True,

@@ -100,8 +100,13 @@ class SmcClient:
         organization: str,
         credentials: CredentialSource,
         session: requests.Session | None = None,
+        *,
+        wait_on_throttle: bool = True,
     ) -> None:
         self._base = base_url.rstrip("/")
+        # False (queued mode): a 429 is raised at once instead of waited out in the function; the
+        # queue holds the events back for the Retry-After, and no billed time is spent sleeping.
+        self._wait_on_throttle = wait_on_throttle
         self._org_path = f"/organizations/{_segment(organization)}"
         self._credentials = credentials
         self._session = session or new_session()
@@ -260,7 +265,8 @@ class SmcClient:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 failure = SmcRetryableError(f"SMC answered {why}", status=status, retry_after=retry_after)
                 delay = retry_after if retry_after is not None else backoff(attempt)
-            if attempt >= MAX_ATTEMPTS or delay > deadline.remaining() - MIN_ATTEMPT_S:
+            throttled = failure.status == 429 and not self._wait_on_throttle
+            if throttled or attempt >= MAX_ATTEMPTS or delay > deadline.remaining() - MIN_ATTEMPT_S:
                 count("SmcRetryableFailures")
                 raise failure
             time.sleep(delay)
