@@ -142,6 +142,9 @@ class LocalStack:
         if len({p.number for p in ports}) < len(ports):
             raise StackError("the ports must differ: " + ", ".join(f"{p.name} {p.number}" for p in ports))
         check_ports(HOST, ports)
+        # Before anything imports `handler` (the sandbox's seed reads handler.schema): Powertools
+        # reads its namespace and service when handler.observability is first imported.
+        os.environ.update(POWERTOOLS_ENV)
         self._start_moto()
         smc_url = self._start_smc()
         self._configure_function(smc_url)

@@ -49,6 +49,16 @@ class RunningStack:
         return self.process.returncode, out, err
 
 
+def shell_environment() -> dict[str, str]:
+    """This process's environment without what tests/conftest.py sets for the in-process
+    function: `make run` starts from a developer's plain shell, which has none of it."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("POWERTOOLS_", "AWS_")) and name not in ("SMC_ADMIN_URL",)
+    }
+
+
 def start_stack(state_dir: Path, *extra: str, env: dict[str, str] | None = None) -> RunningStack:
     front, sandbox, moto = free_ports(3)
     command = [sys.executable, "-m", "devstack", "run", "--state-dir", str(state_dir)]
@@ -59,7 +69,7 @@ def start_stack(state_dir: Path, *extra: str, env: dict[str, str] | None = None)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={**shell_environment(), **(env or {})},
     )
     stack = RunningStack(process, state_dir, [front, sandbox, moto])
     deadline = time.monotonic() + START_TIMEOUT_S
