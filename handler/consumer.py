@@ -12,7 +12,7 @@ holding 1,000 events still costs one SMC call per target. Then each message is s
 
 The old message is then done and Lambda deletes it; it comes back (a batch item failure) only
 when a message it led to could not be written, so nothing is lost. Once SMC answers 429, no
-further SMC call starts in the invocation (handler.delivery.Brake): the rest waits out the
+further SMC call starts in the invocation (handler.brake): the rest waits out the
 `Retry-After` with the failed events.
 """
 
@@ -27,8 +27,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import requeue
+from handler.brake import Brake
 from handler.deadline import Deadline
-from handler.delivery import Brake, deliver
+from handler.delivery import deliver
 from handler.errors import ConfigurationError, DependencyUnavailableError
 from handler.events import admit, epoch_of, utc_text
 from handler.observability import count, flush_metrics, gauge, logger, metrics, tracer
@@ -67,12 +68,15 @@ def _read(record: dict[str, Any], at: float) -> _Message:
         message.unreadable = True
         return message
     envelope = message.envelope
-    # A message from before these fields existed counts from when SQS first took it.
+    # A message without these fields (an older version's, or a hand-made one) counts from when
+    # SQS took it; a garbled time too, so that it still expires.
     sent_ms = _int(attributes.get("SentTimestamp"), 0)
-    fallback = utc_text(sent_ms / 1000) if sent_ms else utc_text(at)
-    envelope.received_at = envelope.received_at or fallback
-    envelope.first_seen = envelope.first_seen or envelope.received_at
-    message.first_seen = epoch_of(envelope.first_seen) or at
+    sent = sent_ms / 1000 if sent_ms > 0 else at
+    if epoch_of(envelope.received_at) is None:
+        envelope.received_at = utc_text(sent)
+    if epoch_of(envelope.first_seen) is None:
+        envelope.first_seen = envelope.received_at
+    message.first_seen = epoch_of(envelope.first_seen) or sent
     return message
 
 
@@ -116,7 +120,7 @@ def _settle_message(message: _Message, report: Report, settings: Settings, at: f
     if not retried:
         return
     attempt = message.envelope.attempt + 1
-    delay = requeue.delay_for(attempt, report.retry_after)
+    delay = requeue.delay_for(attempt, report.retry_after, at)
     max_age = settings.max_event_age_seconds
     if requeue.expired(message.first_seen, delay, max_age, at):
         plan.expired += len(retried)
@@ -131,12 +135,11 @@ def _settle_message(message: _Message, report: Report, settings: Settings, at: f
     plan.retries.append((QueuedMessage(body, indexes, delay_s=delay), message.message_id))
 
 
-def _write(runtime: Runtime, url: str, letters: list[tuple[QueuedMessage, str]]) -> tuple[int, set[str]]:
-    """Send `letters` to `url`; return how many SQS took and the source messages of the rest."""
+def _write(runtime: Runtime, url: str, letters: list[tuple[QueuedMessage, str]]) -> set[int]:
+    """Send `letters` to `url`; return the positions of those SQS did not take."""
     if not letters:
-        return 0, set()
-    failed = send(runtime.sqs, url, [letter for letter, _ in letters])
-    return len(letters) - len(failed), {source for i, (_, source) in enumerate(letters) if i in failed}
+        return set()
+    return send(runtime.sqs, url, [letter for letter, _ in letters])
 
 
 def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runtime) -> set[str]:
@@ -164,11 +167,22 @@ def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runti
     plan = _Plan()
     for message in messages:
         _settle_message(message, report, settings, at, plan)
-    requeued, retry = _write(runtime, settings.delivery_queue_url, plan.retries)
-    lettered, lost = _write(runtime, settings.dead_letter_queue_url, plan.dead_letters)
-    retry |= lost
+    refused = _write(runtime, settings.dead_letter_queue_url, plan.dead_letters)
+    lettered = len(plan.dead_letters) - len(refused)
+    if refused:
+        # The dead-letter queue refused them: they wait in the delivery queue instead (a dead
+        # letter is a valid queue message), so their message need not come back with the events
+        # already delivered or retried in it.
+        count("DeadLettersDeferred", len(refused))
+        for position in sorted(refused):
+            letter, source = plan.dead_letters[position]
+            deferred = QueuedMessage(letter.body, letter.indexes, delay_s=requeue.MAX_DELAY_S)
+            plan.retries.append((deferred, source))
+    lost = _write(runtime, settings.delivery_queue_url, plan.retries)
+    requeued = len(plan.retries) - len(lost)
+    retry = {plan.retries[position][1] for position in lost}
     count("MessagesRequeued", requeued)
-    count("EventsRequeued", sum(len(m.indexes) for i, (m, _) in enumerate(plan.retries) if i < requeued))
+    count("EventsRequeued", sum(len(m.indexes) for i, (m, _) in enumerate(plan.retries) if i not in lost))
     count("EventsDeadLettered", lettered)
     count("EventsExpired", plan.expired)
     if retry:

@@ -16,9 +16,10 @@ from queue import SimpleQueue
 
 from handler import profile_columns
 from handler.batching import Chunk, plan
+from handler.brake import Brake
 from handler.claims import ClaimGate
 from handler.deadline import Deadline
-from handler.errors import SmcDeferredError, SmcError, SmcRetryableError, SmcTargetNotFoundError
+from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
 from handler.observability import count, in_thread_with_trace, logger, tracer
@@ -42,32 +43,6 @@ class ChunkOutcome:
 
     verdicts: list[Verdict]
     failure: SmcError | None = None  # the retryable failure behind the retried rows, if any
-
-
-class Brake:
-    """Queued mode: once SMC answers 429, no further call of the invocation starts, so a throttled
-    SMC sees the consumer slow down as a whole; what is left is retried after SMC's `Retry-After`.
-    (Sync mode has no brake: Segment's own back-off paces it.)"""
-
-    __slots__ = ("_failure",)
-
-    def __init__(self) -> None:
-        self._failure: SmcError | None = None
-
-    def engage(self, failure: SmcError) -> None:
-        """Apply the brake if `failure` is SMC throttling (the first one is kept)."""
-        if failure.status == 429 and self._failure is None:
-            self._failure = failure
-
-    def held(self) -> SmcError | None:
-        """The failure a call not started because of the brake is retried with; None: go on."""
-        if self._failure is None:
-            return None
-        return SmcRetryableError(
-            "not sent: SMC answered 429 to another call of this batch",
-            status=429,
-            retry_after=self._failure.retry_after,
-        )
 
 
 def _retried(chunk: Chunk, failure: SmcError) -> ChunkOutcome:
@@ -136,10 +111,7 @@ def run_chunk(
 def _settle(report: Report, chunk: Chunk, outcome: ChunkOutcome) -> None:
     failure = outcome.failure
     if failure is not None:
-        if failure.status == 429:
-            report.throttled = True
-        if failure.retry_after is not None:
-            report.retry_after = max(report.retry_after or 0.0, failure.retry_after)
+        report.note_failure(failure)
         retried = sum(1 for verdict in outcome.verdicts if verdict[0] == "retried")
         logger.warning(
             "SMC call failed",
@@ -171,10 +143,16 @@ def _run_phase(
     ready = [chunk for chunk in phase if not gated or chunk.claims is None]
     if len(ready) == 1 and not gated:
         return [(ready[0], run_chunk(client, ready[0], deadline, brake))]
-    calls: SimpleQueue[Chunk | None] = SimpleQueue()
-    for chunk in sorted(ready, key=lambda chunk: len(chunk.body), reverse=True):
-        calls.put(chunk)
+    ordered = sorted(ready, key=lambda chunk: len(chunk.body), reverse=True)
     results: list[tuple[Chunk, ChunkOutcome]] = []  # list.append is atomic: workers share it
+    if brake is not None and len(ordered) > 1:
+        # Queued mode: the largest call goes first, alone, so a throttling SMC gets one call
+        # from the batch, not one per target in flight before its 429 is seen.
+        first = ordered.pop(0)
+        results.append((first, run_chunk(client, first, deadline, brake)))
+    calls: SimpleQueue[Chunk | None] = SimpleQueue()
+    for chunk in ordered:
+        calls.put(chunk)
 
     def worker() -> None:
         while (chunk := calls.get()) is not None:
@@ -295,8 +273,7 @@ def deliver(
     loads, deletions = work.phases
     for phase in (loads, None, deletions):
         if phase is None:  # after the profiles they may need, before any profile is deleted
-            held = brake.held() if brake is not None else None
-            send_all(work.sends, report, client, stores.sends, settings.organization, deadline, held)
+            send_all(work.sends, report, client, stores.sends, settings.organization, deadline, brake)
             continue
         for chunk, outcome in _run_phase(client, phase, deadline, report, gate, brake):
             _settle(report, chunk, outcome)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from handler.errors import SmcError
+
 # "enqueued" is the webhook's outcome in queued mode: the consumer then records the final one.
 Outcome = Literal["delivered", "filtered", "duplicate", "rejected", "retried", "enqueued"]
 OUTCOMES: tuple[Outcome, ...] = ("delivered", "filtered", "duplicate", "rejected", "retried", "enqueued")
@@ -59,6 +61,13 @@ class Report:
             reason = f"{part}: {reason}"
         if result.outcome is None or _RANK[outcome] > _RANK[result.outcome]:
             result.outcome, result.reason = outcome, reason
+
+    def note_failure(self, failure: SmcError) -> None:
+        """Keep what a retryable SMC failure says about when to come back (429, `Retry-After`)."""
+        if failure.status == 429:
+            self.throttled = True
+        if failure.retry_after is not None:
+            self.retry_after = max(self.retry_after or 0.0, failure.retry_after)
 
     def settle_rest(self, outcome: Outcome, reason: str) -> None:
         """Settle every part not settled yet (work that stopped part-way, e.g. on an AWS outage)."""

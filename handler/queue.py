@@ -15,13 +15,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from handler.events import SegmentEvent
+from handler import requeue
+from handler.events import SegmentEvent, utc_text
 from handler.observability import count, logger
 
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 256 * 1024
 MAX_BATCH_ENTRIES = 10
 MESSAGE_VERSION = 1
+MAX_ATTEMPT = 1_000_000  # 96 tries a day for 14 days is 1,344
 # Room for the envelope around the events: version, the three times and counts, brackets.
 _ENVELOPE_BYTES = 192
 
@@ -107,12 +109,14 @@ def unpack(body: str) -> Envelope:
     ):
         raise ValueError("not a destination queue message")
     attempt = data.get("attempt")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 < attempt <= MAX_ATTEMPT:
+        attempt = 0  # absent or not ours: counted afresh (the age window still bounds the tries)
     known = {"v", "events", "receivedAt", "firstSeen", "attempt"}
     return Envelope(
         events=list(data["events"]),
         received_at=_text(data.get("receivedAt")),
         first_seen=_text(data.get("firstSeen")),
-        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt > 0 else 0,
+        attempt=attempt,
         extra={key: value for key, value in data.items() if key not in known},
     )
 
@@ -125,16 +129,16 @@ def dead_letter_body(raws: list[Any], reason: str, receive_count: int, envelope:
     return encode(raws, envelope, failure={"reason": reason, "receiveCount": receive_count})
 
 
-def redriven_body(body: str) -> str:
-    """A dead letter as it goes back to the delivery queue: without its `failure`, and with a new
-    age window and attempt count (the operator fixed the cause; the events get their full time
-    again). `receivedAt` stays: it is each event's fallback time for ordering. A body that is not
-    ours goes back unchanged, as it came."""
+def redriven_body(body: str, first_seen: str) -> str:
+    """A dead letter as it goes back to the delivery queue: without its `failure`, its age window
+    starting again at `first_seen` and its attempt count at 0 (the operator fixed the cause; the
+    events get their full time again). `receivedAt` stays: it is each event's fallback time for
+    ordering. A body that is not ours goes back unchanged, as it came."""
     try:
         envelope = unpack(body)
     except ValueError:
         return body
-    return encode(envelope.events, Envelope([], received_at=envelope.received_at))
+    return encode(envelope.events, Envelope([], envelope.received_at, first_seen))
 
 
 def _calls(messages: list[QueuedMessage]) -> list[list[int]]:
@@ -231,7 +235,10 @@ def redrive(
         batch = answer.get("Messages", [])
         if not batch:
             return result
-        entries = [{"Id": str(i), "MessageBody": redriven_body(m["Body"])} for i, m in enumerate(batch)]
+        first_seen = utc_text(requeue.now())
+        entries = [
+            {"Id": str(i), "MessageBody": redriven_body(m["Body"], first_seen)} for i, m in enumerate(batch)
+        ]
         try:
             sent_answer = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:

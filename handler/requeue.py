@@ -13,29 +13,35 @@ they are older than `MAX_EVENT_AGE_SECONDS`.
 from __future__ import annotations
 
 import math
-import random
 import time
 
-# The first retry waits 30 s, each next one twice as long, up to SQS's longest message delay.
+# The first retry waits about 30 s, each next one twice as long, up to SQS's longest message delay.
 BASE_DELAY_S = 30
 MAX_DELAY_S = 900  # SQS DelaySeconds' upper limit; also the longest a recovered SMC waits for a backlog
 
 
 def now() -> float:
-    """Seconds since the epoch; the one clock the consumer reads (tests replace it)."""
+    """Seconds since the epoch; the one clock queued mode reads (consumer, redrive; tests replace it)."""
     return time.time()
 
 
-def delay_for(attempt: int, retry_after: float | None = None) -> int:
-    """Seconds to hold events back after their `attempt`-th failed try (1 = the first).
+def delay_for(attempt: int, retry_after: float | None = None, at: float | None = None) -> int:
+    """Seconds to hold events back after their `attempt`-th failed try (1 = the first), from `at`.
 
-    Exponential, with jitter in the upper half so that a backlog does not come back in one wave,
-    never shorter than SMC's `Retry-After`, never longer than SQS allows.
+    The step doubles with each try up to 15 minutes, and the delay runs to the next multiple of
+    the step on the clock (at least half a step away, as SQS's limit allows) instead of being
+    jittered: events that failed at different moments then come back at the same moment, and
+    share one consumer batch and so one SMC call per target. Spreading them out would only cost
+    calls, since the consumer's bounded concurrency already paces what reaches SMC. Never
+    shorter than SMC's `Retry-After` up to what SQS allows (a longer one is waited out 15
+    minutes at a time).
     """
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** min(max(attempt, 1) - 1, 10))
-    jittered = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - spreading load, not crypto
-    wanted = max(jittered, retry_after or 0.0)
-    return int(min(MAX_DELAY_S, math.ceil(wanted)))
+    step = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** min(max(attempt, 1) - 1, 10))
+    moment = now() if at is None else at
+    wait = step - moment % step
+    if wait < step / 2 and wait + step <= MAX_DELAY_S:
+        wait += step
+    return int(min(MAX_DELAY_S, math.ceil(max(wait, retry_after or 0.0))))
 
 
 def expired(first_seen: float, delay_s: int, max_age_s: int, at: float) -> bool:

@@ -45,6 +45,7 @@ SMC_TRANSACTIONAL_LANGUAGE = "SMC_TRANSACTIONAL_LANGUAGE"
 SMC_DELETE_PROFILES = "SMC_DELETE_PROFILES"
 
 QUEUE_RETENTION_SECONDS = 14 * 86400  # the queues' MessageRetentionPeriod (template.yaml)
+ORDERING_TTL_MARGIN_SECONDS = 86400
 
 ENV_VARS: tuple[str, ...] = (
     SMC_ADMIN_URL,
@@ -298,11 +299,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     ordering_ttl = _int(env, ORDERING_TTL_SECONDS, 7 * 86400, 86400, 365 * 86400)
     # At most the queue's 14-day retention: a dead letter must still be there to redrive.
     max_event_age = _int(env, MAX_EVENT_AGE_SECONDS, 4 * 86400, 3600, QUEUE_RETENTION_SECONDS)
-    if mode == "queued" and env.get(STATE_TABLE, "").strip() and max_event_age > ordering_ttl:
-        raise SettingsError(
-            f"{MAX_EVENT_AGE_SECONDS} ({max_event_age}) must not exceed {ORDERING_TTL_SECONDS} "
-            f"({ordering_ttl}): an event retried after its ordering record expired could undo a newer change"
-        )
+    if mode == "queued":
+        # An ordering record must outlive every retry of the changes it orders, or a change
+        # retried after it expired could undo a newer one: records then last the event age too.
+        ordering_ttl = max(ordering_ttl, max_event_age + ORDERING_TTL_MARGIN_SECONDS)
     organization = _required(env, SMC_ORGANIZATION)
     if not is_api_name(organization):
         raise SettingsError(f"{SMC_ORGANIZATION} must be an SMC organization name (letters, digits, _ or -)")

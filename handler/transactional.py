@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from handler.aws import StateTable
+from handler.brake import Brake
 from handler.deadline import Deadline
 from handler.errors import SmcError, SmcSendUnconfirmedError
 from handler.events import compact_json
@@ -120,14 +121,15 @@ def send_all(
     ledger: SendLedger | None,
     organization: str,
     deadline: Deadline,
-    held: SmcError | None = None,
+    brake: Brake | None = None,
 ) -> None:
     """Send every message at most once and settle each event's transactional part.
 
-    `held`: a throttling failure that stops this invocation (queued mode); nothing is sent and
-    every message is retried."""
+    `brake` (queued mode): once SMC throttled any call of the invocation, nothing more is sent and
+    the rest is retried; a throttled send applies it too."""
     if not operations:
         return
+    held = brake.held() if brake is not None else None
     if held is not None:
         for op in operations:
             _settle(report, op, "retried", f"{held.reason}: {held}")
@@ -160,7 +162,13 @@ def send_all(
     sent: list[str] = []
     released: list[str] = []
     for journey, batch in journeys.items():
-        _send(client, journey, batch, report, deadline, sent, released)
+        held = brake.held() if brake is not None else None
+        if held is not None:
+            released.extend(key for _op, key in batch)
+            for op, _key in batch:
+                _settle(report, op, "retried", f"{held.reason}: {held}")
+            continue
+        _send(client, journey, batch, report, deadline, sent, released, brake)
     ledger.settle(sent, released)
 
 
@@ -172,6 +180,7 @@ def _send(
     deadline: Deadline,
     sent: list[str],
     released: list[str],
+    brake: Brake | None,
 ) -> None:
     body = (
         b'{"items":' + compact_json([op.row[0] for op, _key in batch]).encode("utf-8", "surrogatepass") + b"}"
@@ -184,6 +193,9 @@ def _send(
             _settle(report, op, "rejected", UNCONFIRMED)
         return
     except SmcError as exc:
+        if brake is not None:
+            brake.engage(exc)
+        report.note_failure(exc)
         released.extend(key for _op, key in batch)
         for op, _key in batch:
             _settle(report, op, "retried", f"{exc.reason}: {exc}")

@@ -109,11 +109,14 @@ class Queues:
             )
         return [dict(m, decoded=json.loads(m["Body"]) if m["Body"].startswith("{") else None) for m in found]
 
-    def poll_once(self) -> tuple[int, list[str]]:
-        """Receive a batch, run the consumer, delete what it reports done (as Lambda's poller does)."""
+    def poll_once(self, batch_size: int = 10) -> tuple[int, list[str]]:
+        """Receive a batch (up to `batch_size` messages, the template's BatchSize is 100), run the
+        consumer, delete what it reports done (as Lambda's poller does)."""
         from handler.consumer import lambda_handler
 
-        batch = self.receive()
+        batch: list[dict] = []
+        while len(batch) < batch_size and (received := self.receive()):
+            batch.extend(received)
         if not batch:
             return 0, []
         self.invocations += 1
@@ -128,21 +131,21 @@ class Queues:
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=done)
         return len(batch), failed
 
-    def drain(self, rounds: int = 20) -> None:
+    def drain(self, rounds: int = 20, batch_size: int = 10) -> None:
         """Poll until nothing is visible now (no time passes)."""
         for _ in range(rounds):
-            received, _ = self.poll_once()
+            received, _ = self.poll_once(batch_size)
             if not received:
                 return
 
-    def run_for(self, seconds: float, step: float = 60) -> None:
+    def run_for(self, seconds: float, step: float = 60, batch_size: int = 10) -> None:
         """Let `seconds` of simulated time pass, the poller draining the queue at every `step`."""
         elapsed = 0.0
         while elapsed < seconds:
-            self.drain(rounds=50)
+            self.drain(50, batch_size)
             self.clock.advance(step)
             elapsed += step
-        self.drain(rounds=50)
+        self.drain(50, batch_size)
 
 
 @pytest.fixture
@@ -250,9 +253,9 @@ def test_a_day_long_smc_outage_then_recovery_delivers_every_event_exactly_once_a
     waiting = queued.receive(visibility=0)
     tries = [json.loads(m["Body"])["attempt"] for m in waiting]
     assert [m["Attributes"]["ApproximateReceiveCount"] for m in waiting] == ["1", "1"]
-    # The back-off is capped at 15 minutes and jittered in its upper half: a try every 7.5 to 15
-    # minutes, so about a hundred a day for each message (a 30 s retry would be 2,880).
-    assert all(DAY // 1200 <= attempt <= 6 + DAY // 450 for attempt in tries), tries
+    # The back-off is capped at 15 minutes, on the quarter hour: 96 tries a day for each message,
+    # plus the first few (a 30 s retry would be 2,880).
+    assert all(DAY // 900 <= attempt <= 6 + DAY // 900 for attempt in tries), tries
 
     stack.sandbox.clear_faults()
     stack.sandbox.clear_requests_log()
@@ -386,9 +389,11 @@ def test_once_smc_throttles_no_other_call_of_the_batch_starts(stack, queued):
     queued.poll_once()
     assert len(stack.smc_calls("/data")) == 1  # the second target is not called
     stack.sandbox.clear_faults()
-    queued.clock.advance(31)
+    queued.clock.advance(29)
+    assert queued.receive() == []  # both wait for the throttling to pass (Retry-After: 30)...
+    queued.clock.advance(17)  # ...to the first step's grid at most (30 s steps: 15-45 s)
     (retry,) = queued.receive(visibility=0)
-    assert len(json.loads(retry["Body"])["events"]) == 2  # both wait for the throttling to pass
+    assert len(json.loads(retry["Body"])["events"]) == 2
 
 
 def test_redrive_command_moves_dead_letters_back_for_delivery(stack, queued, capsys):
@@ -403,6 +408,12 @@ def test_redrive_command_moves_dead_letters_back_for_delivery(stack, queued, cap
     stack.sandbox.add_list(support.ORG, "events_v3", [c.as_field() for c in EVENTS_LIST_COLUMNS])
     code = main(["redrive", "--dlq-url", queued.dlq_url, "--queue-url", queued.url, "--wait-seconds", "0"])
     assert code == 0 and "moved 1 message" in capsys.readouterr().out
+    # The redriven event has a new MaxEventAge window: one more failure retries it, not expires it.
+    stack.sandbox.inject(Fault(status=503, retry_after="0", times=-1, path_contains="/data"))
+    queued.drain()
+    assert queued.depth(queued.dlq_url) == 0 and queued.depth() == 1
+    stack.sandbox.clear_faults()
+    queued.clock.advance(60)
     queued.drain()
     assert [r["MESSAGE_ID"] for r in stack.rows("events_v3")] == [event["messageId"]]
 
@@ -483,3 +494,86 @@ def test_a_message_whose_retry_cannot_be_written_stays_in_the_queue(stack, queue
     queued.clock.advance(361)
     queued.drain()
     assert len(stack.rows()) == 1 and queued.depth() == 0
+
+
+def test_a_backed_off_backlog_costs_a_few_smc_calls_per_target_on_recovery(stack, queued):
+    """The figure docs/deploying.md (What it survives) quotes: 40 messages (1,000 events, to the
+    events list and one segment) held back by an hour's outage, then SMC recovers; Lambda's
+    poller takes up to 100 messages per invocation, every 5 s (its batching window)."""
+    for n in range(40):
+        events = [support.track() for _ in range(24)] + [support.group("ADD", userId=f"backlog-{n}")]
+        invoke(api_event(events, signature=False, bearer=support.BEARER_TOKEN))
+    stack.sandbox.inject(Fault(status=503, retry_after="0", times=-1, path_contains="/data"))
+    queued.run_for(3600, step=60, batch_size=100)
+    assert stack.rows() == [] and queued.depth() == 40
+    stack.sandbox.clear_faults()
+    stack.sandbox.clear_requests_log()
+    queued.run_for(900, step=5, batch_size=100)
+    assert loaded_rows(stack) == 960 and len(stack.members()) == 40  # each row exactly once
+    calls = len(stack.smc_calls("/data"))
+    # Backed-off retries come back on the quarter hour, all 40 at once (handler.requeue aligns
+    # them): one consumer batch, one call per target, as the same events cost when fresh. (With
+    # a jittered back-off they came back one by one: 76 calls.)
+    assert calls == 2
+    assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0
+
+
+def test_a_dead_letter_queue_that_refuses_keeps_the_rejected_event_queued_without_redoing_the_rest(
+    stack, queued
+):
+    support.narrow_event_name(stack.sandbox)
+    bad = support.track("x" * support.TOO_LONG_FOR_NARROW)  # SMC refuses the row for good
+    good, waiting = support.track(), support.group("ADD", segment="no_such_segment")
+    invoke(api_event([bad, good, waiting], signature=False, bearer=support.BEARER_TOKEN))
+    stack.set_env(DEAD_LETTER_QUEUE_URL=queued.dlq_url + "-gone")
+    _, failed = queued.poll_once()
+    assert failed == []  # the old message is done: nothing in it is redone
+    assert [r["MESSAGE_ID"] for r in stack.rows()] == [good["messageId"]]
+    stack.set_env(DEAD_LETTER_QUEUE_URL=queued.dlq_url)
+    queued.clock.advance(900)
+    bodies = [json.loads(m["Body"]) for m in queued.receive(visibility=0)]
+    held = sorted(event["messageId"] for body in bodies for event in body["events"])
+    assert held == sorted([bad["messageId"], waiting["messageId"]])  # each in exactly one message
+    stack.sandbox.clear_requests_log()
+    queued.drain()
+    again = stack.smc_calls(f"/lists/{support.EVENTS_LIST}/data/load")
+    assert [call.rows for call in again] == [1]  # only the refused row is tried again, not the good one
+    assert [m["decoded"]["events"][0]["messageId"] for m in queued.letters()] == [bad["messageId"]]
+
+
+def test_a_throttled_transactional_send_stops_the_batch_and_waits_for_retry_after(stack, queued):
+    from tests.test_profiles import FIELDS
+
+    stack.set_env(
+        SMC_PROFILE_LIST="users",
+        SMC_PROFILE_KEY="CUSTOMER_ID",
+        SMC_PROFILE_FIELDS=json.dumps(FIELDS),
+        SMC_TRANSACTIONAL_EVENTS=json.dumps({"Order Completed": "order_confirmation"}),
+        SMC_TRANSACTIONAL_LANGUAGE="EN",
+    )
+    invoke(api_event(support.identify(userId="tq-1", traits={"email": "tq-1@example.com"})))
+    queued.drain()
+    order = support.track("Order Completed", userId="tq-1", properties={"orderId": "o-1"})
+    invoke(api_event([order, support.delete(userId="tq-gone")], signature=False, bearer=support.BEARER_TOKEN))
+    stack.sandbox.clear_requests_log()
+    stack.sandbox.inject(Fault(status=429, retry_after="600", times=-1, path_contains="/send"))
+    queued.poll_once()
+    # Deletions come after the sends: held once the send was throttled.
+    assert [call for call in stack.smc_calls("/data") if call.method == "DELETE"] == []
+    stack.sandbox.clear_faults()
+    queued.clock.advance(599)
+    assert queued.receive() == []  # the send's Retry-After, not the 30 s first step
+    queued.clock.advance(2)
+    queued.drain()
+    assert len(stack.sandbox.messages(support.ORG, "order_confirmation")) == 1
+    assert queued.depth() == 0 and queued.depth(queued.dlq_url) == 0
+
+
+def test_a_message_with_a_garbled_age_still_expires(stack, queued):
+    stack.set_env(SMC_EVENTS_LIST="events_never", MAX_EVENT_AGE_SECONDS="3600")
+    body = {"v": 1, "receivedAt": "yesterday", "firstSeen": "yesterday", "attempt": 10**30}
+    body["events"] = [support.track()]
+    queued.sqs.send_message(QueueUrl=queued.url, MessageBody=json.dumps(body))
+    queued.run_for(3600 + 900, step=300)
+    (letter,) = queued.letters()
+    assert letter["decoded"]["failure"]["reason"].startswith("expired")

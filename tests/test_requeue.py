@@ -1,4 +1,4 @@
-"""Queued mode's retry schedule (handler.requeue): back-off, Retry-After, cap, expiry."""
+"""Queued mode's retry schedule (handler.requeue): back-off, alignment, Retry-After, cap, expiry."""
 
 from __future__ import annotations
 
@@ -6,22 +6,35 @@ import pytest
 
 from handler import requeue
 
+QUARTER_HOUR = 900
+T0 = 1_764_633_600.0  # 2025-12-02T00:00:00Z, a multiple of every step
 
-@pytest.mark.parametrize(("attempt", "low", "high"), [(1, 15, 30), (2, 30, 60), (3, 60, 120), (6, 450, 900)])
-def test_the_delay_doubles_with_each_failed_try_with_jitter_in_its_upper_half(attempt, low, high):
-    delays = {requeue.delay_for(attempt) for _ in range(200)}
-    assert min(delays) >= low and max(delays) <= high
-    assert len(delays) > 1  # jittered: a backlog does not come back in one wave
+
+@pytest.mark.parametrize(("attempt", "step"), [(1, 30), (2, 60), (3, 120), (4, 240), (5, 480)])
+def test_the_step_doubles_with_each_failed_try_and_the_delay_is_half_to_one_and_a_half_steps(attempt, step):
+    for offset in range(0, 2 * step, 7):
+        delay = requeue.delay_for(attempt, at=T0 + offset + 0.25)
+        assert step / 2 <= delay <= 1.5 * step
+        assert (T0 + offset + 0.25 + delay) % step < 1  # lands on the step's grid (rounded up)
+
+
+def test_events_that_failed_at_different_moments_come_back_together():
+    # Two backlogs in the capped phase, failed 7 and 11 minutes after a quarter hour: both come
+    # back at the next quarter hour, so one consumer batch (one SMC call per target) takes both.
+    first = T0 + 7 * 60 + requeue.delay_for(9, at=T0 + 7 * 60)
+    second = T0 + 11 * 60 + requeue.delay_for(9, at=T0 + 11 * 60)
+    assert first == second == T0 + QUARTER_HOUR
 
 
 def test_the_delay_is_capped_at_sqs_longest_message_delay():
-    assert {requeue.delay_for(attempt) for attempt in (7, 50, 10_000)} <= set(range(450, 901))
-    assert requeue.delay_for(1, retry_after=3600) == 900
+    for attempt in (6, 7, 50, 10_000):
+        assert 0 < requeue.delay_for(attempt, at=T0 + 1.5) <= requeue.MAX_DELAY_S
+    assert requeue.delay_for(1, retry_after=3600, at=T0) == QUARTER_HOUR
 
 
 def test_the_delay_is_never_shorter_than_smc_retry_after():
-    assert all(requeue.delay_for(1, retry_after=120) >= 120 for _ in range(50))
-    assert requeue.delay_for(1, retry_after=120.2) == 121  # whole seconds, rounded up
+    assert requeue.delay_for(1, retry_after=120, at=T0) == 120
+    assert requeue.delay_for(1, retry_after=120.2, at=T0) == 121  # whole seconds, rounded up
 
 
 def test_events_expire_when_their_next_try_would_be_past_the_max_age():

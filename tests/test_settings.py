@@ -154,10 +154,9 @@ def test_max_event_age_defaults_to_four_days_and_must_fit_the_queues_retention()
             load_settings({**BASE, "MAX_EVENT_AGE_SECONDS": bad})
 
 
-def test_queued_events_may_not_outlive_the_ordering_records_that_keep_them_order_safe():
+def test_in_queued_mode_ordering_records_outlive_the_oldest_event_still_retried():
     queued = {**BASE, "DELIVERY_MODE": "queued", "DELIVERY_QUEUE_URL": "https://sqs/q", "STATE_TABLE": "t"}
-    too_long = {**queued, "MAX_EVENT_AGE_SECONDS": str(10 * 86400), "ORDERING_TTL_SECONDS": str(7 * 86400)}
-    with pytest.raises(SettingsError, match=r"MAX_EVENT_AGE_SECONDS .* must not exceed ORDERING_TTL_SECONDS"):
-        load_settings(too_long)
-    longer = load_settings({**too_long, "ORDERING_TTL_SECONDS": str(10 * 86400)})
-    assert longer.max_event_age_seconds == 10 * 86400
+    long_lived = load_settings({**queued, "MAX_EVENT_AGE_SECONDS": str(14 * 86400)})
+    assert long_lived.ordering_ttl_seconds == 15 * 86400  # 14 days of retries, plus a day
+    assert load_settings(queued).ordering_ttl_seconds == 7 * 86400  # the default outlasts 4 days
+    assert load_settings({**BASE, "MAX_EVENT_AGE_SECONDS": str(14 * 86400)}).ordering_ttl_seconds == 7 * 86400
