@@ -60,11 +60,21 @@ class RetryLater(Exception):
 
 
 def request_key(message_ids: Iterable[str]) -> str:
-    """A canonical hash of the events' ids: the same events in any order give the same key."""
+    """A canonical hash of the events' ids: the same events in any order give the same key, and
+    different id lists never share one."""
     digest = hashlib.sha256()
     for message_id in sorted(message_ids):
-        digest.update(message_id.encode("utf-8", "surrogatepass") + b"\x00")
+        digest.update(_escaped(message_id.encode("utf-8", "surrogatepass")) + b"\x00")
     return digest.hexdigest()
+
+
+def _escaped(encoded: bytes) -> bytes:
+    """`encoded` without NUL bytes, so NUL can end each id unambiguously: an id may itself hold
+    NUL (`"a\\u0000b"` must not hash like the two ids `"a"`, `"b"`). 0x01 escapes itself and NUL;
+    an id with neither byte is unchanged, so keys (and records stored under them) stay the same."""
+    if b"\x00" not in encoded and b"\x01" not in encoded:
+        return encoded
+    return encoded.replace(b"\x01", b"\x01\x01").replace(b"\x00", b"\x01\x02")
 
 
 class _ProgressLayer(DynamoDBPersistenceLayer):

@@ -20,8 +20,10 @@ class Target:
     key_fields: tuple[str, ...]
     fields: tuple[str, ...]
     segment: str | None = None
-    # A user-deletion that finds no list or no rows has nothing left to do: SMC 404 means done.
-    not_found_is_done: bool = False
+    # A removal from a segment the destination owns (an audience): when SMC's 404 says that very
+    # segment does not exist, nobody is in it, so the removal is done. A 404 for anything else
+    # (the list, the path) is a configuration error, and nothing else makes a 404 count as done.
+    absent_segment_is_done: bool = False
     # SMC's `data_import_option` for loads; None sends none (SMC's default, InsertAndUpdate).
     import_option: str | None = None
     # An audience's static segment is created when SMC does not have it yet.

@@ -18,6 +18,16 @@ _STATUS_BODIES: dict[int, tuple[str, str, str]] = {
     503: ("ServiceUnavailable", "ERR_SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
 }
 
+# The counters of a load/delete answer (`number_of_<name>`), as the Swagger's models give them.
+_COUNTERS = (
+    "inserted_records",
+    "updated_records",
+    "failed_records",
+    "duplicate_records",
+    "records_not_found",
+    "deleted_records",
+)
+
 # The shape a `result_code` fault answers in: a load/delete, a transactional send, a creation.
 AnswerKind = Literal["data", "send", "created"]
 
@@ -60,6 +70,9 @@ class Fault:
     send_headers: bool = False
     result_code: str | None = None
     invalid_rows: list[int] | None = None
+    # With `result_code`: counters (`inserted_records`, `records_not_found`, … without the
+    # `number_of_` prefix) that replace the zeros of a load/delete answer, even impossible ones.
+    counters: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.result_code is not None and self.status is None:
@@ -70,6 +83,9 @@ class Fault:
             raise ValueError("delay_s must be >= 0")
         if self.times == 0 or self.times < -1:
             raise ValueError("times must be a positive count or -1 (until cleared)")
+        unknown = sorted(set(self.counters or {}) - set(_COUNTERS))
+        if unknown:
+            raise ValueError(f"unknown counters: {', '.join(unknown)}")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Fault:
@@ -110,7 +126,7 @@ class Fault:
         record = {"field_name": None, "message": "Invalid record", "validation_code": "Unknown"}
         invalid = [{"record_index": row, **record} for row in named]
         succeeded = self.result_code == "Succeeded"
-        return {
+        answer: dict[str, Any] = {
             "result_code": self.result_code,
             "number_of_inserted_records": 0,
             "number_of_updated_records": 0,
@@ -121,6 +137,8 @@ class Fault:
             "invalid_records": invalid,
             "errors": self._errors(),
         }
+        answer.update({f"number_of_{name}": value for name, value in (self.counters or {}).items()})
+        return answer
 
     def _send_answer(self, request: Any) -> dict[str, Any]:
         items = request.get("items") if isinstance(request, dict) else None

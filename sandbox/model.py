@@ -439,7 +439,9 @@ def load_batch(
         elif import_option != "OnlyInsert":
             for rid in existing:
                 lst.update(rid, values)
-            updated += len(existing)
+            # SMC's counters count rows of the request (the Swagger's examples add up to the rows
+            # sent), not records: a key matching two records is one updated row.
+            updated += 1
         if segment is not None:
             segment.members.update(existing)
     return {
@@ -479,7 +481,7 @@ def delete_batch(
                 segment.members.discard(rid)
             else:
                 lst.delete(rid)
-        deleted += len(targets)
+        deleted += 1  # rows of the request, as every counter (see load_batch)
     return {
         "result_code": result_code_for(len(batch.rows), len(invalid)),
         "number_of_deleted_records": deleted,

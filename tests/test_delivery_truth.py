@@ -265,3 +265,163 @@ def test_redelivery_sends_only_the_event_smc_has_not_taken_until_it_can(stack):
     assert len(stack.smc_calls("/data")) == 1
     assert set(rows_by_id(stack)) == {event["messageId"] for event in tracks}
     assert [m["CUSTOMER_ID"] for m in stack.members("launch_2027")] == [late["userId"]]
+
+
+# -- the review of these fixes: an answer settles rows only when it is consistent -------------------
+TWO_ROWS = {"number_of_inserted_records": 2}
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, {"result_code": "Failed", **TWO_ROWS}),
+        (200, {"result_code": "ValidationFailed", **TWO_ROWS}),
+        (200, {"result_code": "Garbage", **TWO_ROWS}),
+        (200, TWO_ROWS),
+        (400, {"result_code": "Succeeded", **TWO_ROWS}),
+        (400, TWO_ROWS),
+    ],
+    ids=[
+        "200-Failed",
+        "200-ValidationFailed",
+        "200-unknown-code",
+        "200-no-code",
+        "400-Succeeded",
+        "400-no-code",
+    ],
+)
+def test_full_counters_beside_a_failure_unknown_or_missing_code_deliver_nothing(stack, status, body):
+    stack.set_env(RESPONSE_DEADLINE_MS="1500")
+    stack.sandbox.inject(Fault(status=status, body=body, times=-1, path_contains="/data/load"))
+    answer, result, _ = invoke(bearer([support.track(), support.track()]))
+    assert answer == 503, result
+    assert (result["delivered"], result["rejected"], result["retried"]) == (0, 0, 2)
+    assert stack.rows() == []
+
+
+@pytest.mark.parametrize(
+    "counters",
+    [
+        {"inserted_records": 100},
+        {"inserted_records": 3, "updated_records": -1},
+        {"inserted_records": 2, "failed_records": -5},
+        {"duplicate_records": 2},
+    ],
+    ids=["more-than-sent", "negative-updated", "negative-failed", "duplicates-alone"],
+)
+def test_succeeded_whose_counters_do_not_add_up_exactly_is_resent_then_retried(stack, counters):
+    stack.set_env(RESPONSE_DEADLINE_MS="1500")
+    stack.sandbox.inject(
+        Fault(result_code="Succeeded", counters=counters, times=-1, path_contains="/data/load")
+    )
+    answer, result, _ = invoke(bearer([support.track(), support.track()]))
+    assert answer == 503 and (result["delivered"], result["retried"]) == (0, 2), result
+    assert any(reason.startswith("smc_unconfirmed") for reason in reasons(result))
+    assert [call.rows for call in stack.smc_calls("/data/load")] == [2, 2]  # sent once more, in-request
+    assert stack.rows() == []
+
+
+def test_impossible_counters_on_the_first_answer_are_settled_by_the_resend(stack):
+    stack.sandbox.inject(
+        Fault(result_code="Succeeded", counters={"inserted_records": 100}, path_contains="/data")
+    )
+    events = [support.track(), support.track()]
+    answer, result, _ = invoke(bearer(events))
+    assert answer == 200 and result["delivered"] == 2, result
+    assert set(rows_by_id(stack)) == {event["messageId"] for event in events}
+
+
+@pytest.mark.parametrize(
+    ("result_code", "counters"),
+    [
+        ("Succeeded", {"inserted_records": 2}),
+        ("PartiallySucceeded", {"inserted_records": 1, "updated_records": 1, "failed_records": 0}),
+    ],
+)
+def test_row_named_by_an_answer_whose_counters_say_smc_took_it_is_resent_not_rejected(
+    stack, result_code, counters
+):
+    named, other = support.track(), support.track()
+    fault = Fault(result_code=result_code, counters=counters, invalid_rows=[0], path_contains="/data/load")
+    stack.sandbox.inject(fault)
+    answer, result, _ = invoke(bearer([named, other]))
+    assert answer == 200 and (result["delivered"], result["rejected"]) == (2, 0), result
+    assert set(rows_by_id(stack)) == {named["messageId"], other["messageId"]}
+
+
+def test_resend_answered_with_impossible_failure_counters_is_retried_not_rejected(stack):
+    stack.set_env(RESPONSE_DEADLINE_MS="1500")
+    stack.sandbox.inject(Fault(result_code="Failed", invalid_rows=[0], times=1, path_contains="/data/load"))
+    # the innocent row goes again alone; that answer claims 2 failures for 1 row and names it
+    impossible = Fault(result_code="Failed", invalid_rows=[0], counters={"failed_records": 2}, times=-1)
+    stack.sandbox.inject(impossible)
+    named, innocent = support.track(), support.track()
+    answer, result, _ = invoke(bearer([named, innocent]))
+    assert answer == 503 and (result["delivered"], result["rejected"], result["retried"]) == (0, 1, 1), result
+    retried = [failure for failure in result["failures"] if failure["messageId"] == innocent["messageId"]]
+    assert retried[0]["reason"].startswith("smc_unconfirmed")
+
+
+def test_ids_holding_nul_never_share_an_idempotency_key_with_the_ids_around_it(stack):
+    joined = support.track(messageId="aX\u0000bX")
+    assert invoke(api_event(joined))[:2][1]["delivered"] == 1
+    apart = [support.track(messageId="aX"), support.track(messageId="bX")]
+    answer, result, _ = invoke(bearer(apart))
+    assert answer == 200 and result["delivered"] == 2, result
+    assert set(rows_by_id(stack)) == {"aX\u0000bX", "aX", "bX"}
+
+
+def test_request_keys_of_ids_without_nul_are_unchanged():
+    import hashlib
+
+    from handler.idempotency import request_key
+
+    # the encoding before NUL was escaped: records stored under these keys stay valid
+    legacy = hashlib.sha256(b"a\x00b\x00").hexdigest()
+    assert request_key(["b", "a"]) == legacy
+    assert request_key(["a\u0000b"]) != request_key(["a", "b"])
+    assert request_key(["a\u0001", "b"]) != request_key(["a\u0001\u0001b"])
+
+
+def user_rows(stack: Any, user_id: str) -> list[dict[str, Any]]:
+    return [row for row in stack.rows() if row["USER_ID"] == user_id]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(status=404, method="DELETE", times=-1),
+        Fault(result_code="NotFound", method="DELETE", times=-1),
+        Fault(
+            status=404,
+            body={
+                "result_code": "NotFound",
+                "errors": [{"error_code": "ERR_NOT_FOUND", "description": "No such endpoint"}],
+            },
+            method="DELETE",
+            times=-1,
+        ),
+    ],
+    ids=["404", "200-NotFound", "no-such-endpoint"],
+)
+def test_user_deletion_answered_not_found_while_the_rows_exist_is_retried_not_done(stack, fault):
+    track = support.track(userId="gone-1")
+    assert invoke(api_event(track))[0] == 200
+    stack.sandbox.inject(fault)
+    answer, result, _ = invoke(api_event(support.delete(userId="gone-1")))
+    assert answer == 503 and (result["delivered"], result["retried"]) == (0, 1), result
+    assert reasons(result)[0].startswith("smc_target_not_found: SMC has no delete segment_events")
+    assert len(user_rows(stack, "gone-1")) == 1
+
+
+def test_user_deletion_of_a_user_smc_has_no_rows_for_is_done_by_its_counters(stack):
+    answer, result, _ = invoke(api_event(support.delete(userId="never-seen")))
+    assert answer == 200 and result["delivered"] == 1, result
+
+
+def test_profile_deletion_from_a_profile_list_that_does_not_exist_is_retried_naming_it(stack):
+    stack.set_env(SMC_PROFILE_LIST="no_such_users", SMC_PROFILE_KEY="CUSTOMER_ID")
+    answer, result, _ = invoke(api_event(support.delete(userId="p-9")))
+    assert answer == 503 and result["retried"] == 1, result
+    assert "profile deletion: smc_target_not_found" in reasons(result)[0]
+    assert "no_such_users" in reasons(result)[0]

@@ -78,14 +78,15 @@ def test_group_remove_deletes_from_the_static_segment():
     assert op.target.action == "delete" and op.target.segment == "vip"
 
 
-def test_delete_removes_the_users_rows_and_treats_not_found_as_done():
+def test_delete_removes_the_users_rows_and_a_404_never_counts_as_done():
     (op,) = map_event(validate_event(0, support.delete(userId="u-9"), NOW), SETTINGS)
     assert (op.target.action, op.target.list_name, op.target.key_fields) == (
         "delete",
         "web_events",
         ("USER_ID",),
     )
-    assert op.row == ["u-9"] and op.target.not_found_is_done
+    # only SMC's counters can say the rows are gone; a 404 is a list that does not exist
+    assert op.row == ["u-9"] and not op.target.absent_segment_is_done
 
 
 def test_delete_of_an_anonymous_person_is_keyed_on_anonymous_id():

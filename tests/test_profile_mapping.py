@@ -70,7 +70,7 @@ def test_audience_tracks_change_the_static_segment_named_after_the_key(name, met
     assert (audience.target.action, audience.target.segment) == (method, "high_value")
     assert audience.target.list_name == "users" and audience.target.fields == ("CUSTOMER_ID",)
     assert audience.target.create_segment is (method == "load")
-    assert audience.target.not_found_is_done is (method == "delete")
+    assert audience.target.absent_segment_is_done is (method == "delete")
 
 
 @pytest.mark.parametrize(("flag", "method"), [(True, "load"), (False, "delete")])
@@ -159,7 +159,7 @@ def test_a_delete_also_removes_the_profile_unless_turned_off():
     raw = support.delete(userId="u-9")
     deletion = parts(raw)["profile deletion"]
     assert deletion.target.list_name == "users" and deletion.row == ["u-9"]
-    assert deletion.target.not_found_is_done
+    assert not deletion.target.absent_segment_is_done  # a missing profile list is no "done"
     settings = load_settings({**PROFILES, "SMC_DELETE_PROFILES": "false"})
     assert set(parts(raw, settings)) == {"events list"}
 

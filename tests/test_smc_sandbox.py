@@ -389,7 +389,9 @@ def test_list_delete_by_user_id_removes_every_matching_row(
     url = f"{org_url(sandbox)}/lists/segment_events/data"
     body = [["USER_ID"], ["u1"], ["ghost"]]
     result = http.delete(url, params={"keyFields": "USER_ID"}, json=body, timeout=5).json()
-    assert (result["result_code"], result["number_of_deleted_records"]) == ("Succeeded", 2)
+    # counters count rows of the request (the Swagger's examples add up to the rows sent): the
+    # row `u1` deleted two records and counts once
+    assert (result["result_code"], result["number_of_deleted_records"]) == ("Succeeded", 1)
     assert result["number_of_records_not_found"] == 1
     assert [r["MESSAGE_ID"] for r in sandbox.rows("demo", "segment_events")] == ["m3"]
 
@@ -401,7 +403,48 @@ def test_list_delete_drops_segment_memberships(sandbox: SmcSandbox, http: reques
     assert sandbox.segment_members("demo", "users", "vip") == []
 
 
+def test_load_counters_add_up_to_the_rows_sent_when_a_key_matches_several_records(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    load(http, sandbox, [event("m1", "u1"), event("m2", "u1")])
+    body = [["USER_ID", "EVENT_TYPE"], ["u1", "page"]]
+    url = f"{org_url(sandbox)}/lists/segment_events/data/load"
+    result = http.post(url, params={"keyFields": "USER_ID"}, json=body, timeout=5).json()
+    assert (result["number_of_updated_records"], result["number_of_inserted_records"]) == (1, 0)
+    assert [r["EVENT_TYPE"] for r in sandbox.rows("demo", "segment_events")] == ["page", "page"]
+
+
+def test_delete_from_a_missing_list_is_404_naming_the_list_and_missing_records_are_counted(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    missing = http.delete(
+        f"{org_url(sandbox)}/lists/nope/data",
+        params={"keyFields": "USER_ID"},
+        json=[["USER_ID"], ["u1"]],
+        timeout=5,
+    )
+    assert (missing.status_code, missing.json()["result_code"]) == (404, "NotFound")
+    assert "List 'nope' not found" in missing.json()["errors"][0]["description"]
+    url = f"{org_url(sandbox)}/lists/segment_events/data"
+    found = http.delete(url, params={"keyFields": "USER_ID"}, json=[["USER_ID"], ["u1"]], timeout=5)
+    assert found.status_code == 200
+    assert (found.json()["result_code"], found.json()["number_of_records_not_found"]) == ("Succeeded", 1)
+
+
 # -- faults ---------------------------------------------------------------------------------------
+def test_result_code_fault_answers_the_counters_it_is_given_and_applies_nothing(
+    sandbox: SmcSandbox, http: requests.Session
+) -> None:
+    counters = {"inserted_records": 100, "updated_records": -1}
+    sandbox.inject(Fault(result_code="Succeeded", counters=counters, invalid_rows=[0]))
+    result = load(http, sandbox, [event("m1"), event("m2")]).json()
+    assert (result["number_of_inserted_records"], result["number_of_updated_records"]) == (100, -1)
+    assert [record["record_index"] for record in result["invalid_records"]] == [0]
+    assert sandbox.rows("demo", "segment_events") == []
+    with pytest.raises(ValueError, match="unknown counters"):
+        Fault(result_code="Succeeded", counters={"rows": 1})
+
+
 def test_status_fault_answers_with_retry_after_then_recovers(
     sandbox: SmcSandbox, http: requests.Session
 ) -> None:

@@ -12,7 +12,9 @@ from handler.settings import Settings
 def map_delete(event: SegmentEvent, settings: Settings) -> list[Operation]:
     """Deletes every row of the person, keyed on USER_ID (or ANONYMOUS_ID when that is all there is)."""
     key, value = (USER_ID, event.user_id) if event.user_id else (ANONYMOUS_ID, event.anonymous_id)
-    target = Target("delete", settings.events_list, (key,), (key,), not_found_is_done=True)
+    # Done only when SMC's counters say so (deleted or not found for the row): a 404 is a list
+    # that does not exist, never proof that the person's rows are gone.
+    target = Target("delete", settings.events_list, (key,), (key,))
     operations = [Operation(target, [value], [event.index])]
     profiles = settings.profiles
     if profiles is not None and profiles.delete_profiles and event.user_id:
@@ -21,7 +23,6 @@ def map_delete(event: SegmentEvent, settings: Settings) -> list[Operation]:
             profiles.list_name,
             (profiles.key,),
             (profiles.key,),
-            not_found_is_done=True,  # no such profile: nothing left to delete
             part="profile deletion",
         )
         operations.append(Operation(record, [event.user_id], [event.index]))

@@ -31,7 +31,7 @@ def membership(
         key_fields=(matchkey,),
         fields=(matchkey,),
         segment=segment,
-        not_found_is_done=managed and not add,
+        absent_segment_is_done=managed and not add,
         create_segment=managed and add,
         part=part,
     )
