@@ -19,9 +19,10 @@ from handler.batching import Chunk, plan
 from handler.brake import Brake
 from handler.claims import ClaimGate
 from handler.deadline import Deadline
-from handler.errors import SmcDeferredError, SmcError, SmcTargetNotFoundError
+from handler.errors import SmcDeferredError, SmcError, SmcRetryableError, SmcTargetNotFoundError
 from handler.events import SegmentEvent
 from handler.mappers import map_event
+from handler.mappers.profile import PART as PROFILE_PART
 from handler.observability import count, in_thread_with_trace, logger, tracer
 from handler.operations import Operation
 from handler.outcomes import Outcome, Report
@@ -270,16 +271,60 @@ def deliver(
             report.settle(index, "rejected", op.refused, part=op.target.part)
     gate = ClaimGate(stores.ordering, work.phases, deadline, _pool()) if stores.ordering is not None else None
     sent: list[tuple[Chunk, list[Outcome]]] = []
+    failures: list[SmcError] = []
     loads, deletions = work.phases
     for phase in (loads, None, deletions):
         if phase is None:  # after the profiles they may need, before any profile is deleted
-            send_all(work.sends, report, client, stores.sends, settings.organization, deadline, brake)
+            held = _outage(failures)
+            waiting = _profiles_pending(sent, events)
+            send_all(
+                work.sends,
+                report,
+                client,
+                stores.sends,
+                settings.organization,
+                deadline,
+                brake,
+                held,
+                waiting,
+            )
             continue
         for chunk, outcome in _run_phase(client, phase, deadline, report, gate, brake):
             _settle(report, chunk, outcome)
             sent.append((chunk, [verdict[0] for verdict in outcome.verdicts]))
+            if outcome.failure is not None:
+                failures.append(outcome.failure)
     if gate is not None and gate.active:
         gate.settle(sent)
+
+
+def _outage(failures: list[SmcError]) -> SmcError | None:
+    """Why no transactional message should be risked now: SMC was unavailable to a load of this
+    request. A send answered 5xx or 429 cannot be repeated (it may have gone out), so during an
+    outage it is not attempted at all; its event is retried instead of reported unconfirmed."""
+    for failure in failures:
+        if isinstance(failure, SmcRetryableError) and not isinstance(failure, SmcDeferredError):
+            return SmcRetryableError(
+                f"not sent: SMC was unavailable to another call of this batch ({failure})",
+                status=failure.status,
+                retry_after=failure.retry_after,
+            )
+    return None
+
+
+def _profiles_pending(sent: list[tuple[Chunk, list[Outcome]]], events: list[SegmentEvent]) -> frozenset[str]:
+    """The userIds whose profile load in this request is still to be done (retried): a message to
+    them waits for it. A profile row SMC refused for good does not hold the message back (waiting
+    would not change it; SMC's lookup settles the message)."""
+    user_ids = {event.index: event.user_id for event in events}
+    pending: set[str] = set()
+    for chunk, outcomes in sent:
+        if chunk.target.part != PROFILE_PART or chunk.target.action != "load":
+            continue
+        for outcome, sources in zip(outcomes, chunk.sources, strict=True):
+            if outcome == "retried":
+                pending.update(str(user_ids[i]) for i in sources if user_ids.get(i))
+    return frozenset(pending)
 
 
 _executor: ThreadPoolExecutor | None = None

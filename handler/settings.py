@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from handler.names import is_api_name
@@ -223,8 +223,20 @@ def _json_object(env: Mapping[str, str], name: str) -> dict[str, str]:
     raw = env.get(name, "").strip()
     if not raw:
         return {}
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json.loads keeps the last of repeated keys: a mapping that says two things is refused.
+        seen: dict[str, Any] = {}
+        for key, item in pairs:
+            if key in seen:
+                raise SettingsError(f"{name} names {key!r} twice")
+            seen[key] = item
+        return seen
+
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=unique)
+    except SettingsError:
+        raise
     except ValueError:
         raise SettingsError(f"{name} must be a JSON object") from None
     if not isinstance(value, dict) or not all(
@@ -247,8 +259,17 @@ def _profiles(env: Mapping[str, str]) -> Profiles | None:
     _api_name(env, SMC_PROFILE_LIST, list_name, "list")
     key = _api_name(env, SMC_PROFILE_KEY, _required(env, SMC_PROFILE_KEY), "column")
     fields: list[tuple[str, tuple[str, ...]]] = []
+    columns: dict[str, str] = {}
     for column, path in _json_object(env, SMC_PROFILE_FIELDS).items():
         _api_name(env, SMC_PROFILE_FIELDS, column, "column")
+        # SMC column names are case-insensitive: MAIL and mail are one column, named twice in a
+        # load, which SMC refuses for every row.
+        if column.upper() in columns:
+            raise SettingsError(
+                f"{SMC_PROFILE_FIELDS}: {column} and {columns[column.upper()]} are one SMC column "
+                "(names are case-insensitive)"
+            )
+        columns[column.upper()] = column
         if column.upper() == key.upper():
             raise SettingsError(f"{SMC_PROFILE_FIELDS}: {column} is {SMC_PROFILE_KEY}, always userId")
         parts = tuple(path.split("."))

@@ -10,9 +10,13 @@ Before a message is sent, a record for it is written on condition that none exis
 - written now: the message is sent, one call per journey. SMC's answer per recipient settles it:
   sent → the record says `sent`, `delivered`; refused (no profile with that key, bad data) →
   the record is removed (a redelivery may send it once the cause is fixed), `rejected` with
-  SMC's reason; not sent now (SMC unavailable, throttled, the journey missing) → removed,
-  `retried`; the answer lost after the request left → the record stays `sending` and the
-  message is `rejected` as unconfirmed.
+  SMC's reason; not sent now (a recipient's own `ServiceUnavailable`, the journey missing) →
+  removed, `retried`; the answer lost after the request left, or a 429/5xx (neither proves SMC
+  did not send) → the record stays `sending` and the message is `rejected` as unconfirmed.
+
+No message is risked when it is bound to be lost or wasted: while SMC fails this request's loads
+(an outage a send would likely meet) or while its recipient's profile load is still to be done,
+it is not sent but `retried`.
 
 Without a state table, or with DynamoDB unreachable, nothing is sent: the message cannot be sent
 at most once, so it is `retried` (Segment sends it again) rather than risked twice.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from handler.aws import StateTable
@@ -37,6 +42,7 @@ from handler.smc.client import SmcClient
 
 KEY_PREFIX = "tx#"
 UNCONFIRMED = "unconfirmed transactional send, not repeated"
+PROFILE_PENDING = "smc_profile_pending: not sent until the recipient's profile load in this batch succeeds"
 MAX_TRANSACTION_ITEMS = 100
 MAX_BATCH_WRITE = 25
 _PART = "transactional message"
@@ -122,14 +128,28 @@ def send_all(
     organization: str,
     deadline: Deadline,
     brake: Brake | None = None,
+    held: SmcError | None = None,
+    waiting: AbstractSet[str] = frozenset(),
 ) -> None:
     """Send every message at most once and settle each event's transactional part.
 
     `brake` (queued mode): once SMC throttled any call of the invocation, nothing more is sent and
-    the rest is retried; a throttled send applies it too."""
+    the rest is retried; a throttled send applies it too. `held`: a failure that stops sending for
+    this request (SMC unavailable to this request's loads); nothing is sent and every message is
+    retried. `waiting`: recipients whose profile load in this request did not succeed: their
+    messages are not sent (SMC's lookup would not find a new profile, and a refusal then would be
+    final) but retried, so Segment's retry sends them once the profile is there."""
+    if waiting:
+        ready = []
+        for op in operations:
+            if _recipient(op) in waiting:
+                _settle(report, op, "retried", PROFILE_PENDING)
+            else:
+                ready.append(op)
+        operations = ready
     if not operations:
         return
-    held = brake.held() if brake is not None else None
+    held = held or (brake.held() if brake is not None else None)
     if held is not None:
         for op in operations:
             _settle(report, op, "retried", f"{held.reason}: {held}")
@@ -214,6 +234,11 @@ def _send(
             sent.append(key)
             _settle(report, op, "delivered", None)
     count("TransactionalSent", len(verdicts.sent))
+
+
+def _recipient(op: Operation) -> object:
+    item = op.row[0]
+    return item.get("recipient") if isinstance(item, dict) else None
 
 
 def _settle(report: Report, op: Operation, outcome: Outcome, reason: str | None) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import pytest
 
@@ -88,20 +90,53 @@ def test_a_computed_trait_or_a_non_boolean_flag_is_no_membership_change():
     assert "audience" not in parts(support.identify(traits={"vip": "yes"}, context={"personas": audience}))
 
 
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 @pytest.mark.parametrize(
     ("key", "name"),
     [
-        ("high value users!", "high_value_users_"),
-        ("-x", "_x"),
-        ("2024-buyers", "_2024_buyers"),
-        ("churn-risk", "churn_risk"),
-        ("a" * 120, "a" * 100),
+        ("vip", "vip"),  # a valid api name stays exactly as it is
+        ("_2024", "_2024"),
+        ("a" * 100, "a" * 100),
+        ("high value users!", f"high_value_users__{_digest('high value users!')}"),
+        ("-x", f"_x_{_digest('-x')}"),
+        ("2024-buyers", f"_2024_buyers_{_digest('2024-buyers')}"),
+        ("2024buyers", f"_2024buyers_{_digest('2024buyers')}"),  # the added `_` is a change too
+        ("churn-risk", f"churn_risk_{_digest('churn-risk')}"),
+        ("a" * 120, "a" * 91 + "_" + _digest("a" * 120)),
         ("!!!", None),
+        ("", None),
         (3, None),
     ],
 )
 def test_audience_keys_become_smc_api_names(key, name):
     assert segment_name(key) == name
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ("gold-tier", "gold tier", "gold_tier"),
+        ("x" * 100 + "-first", "x" * 100 + "-second"),
+        ("Käufer-ÄÖ", "K_ufer___", "Kaufer-AO"),
+        ("vip", "vip ", " vip"),
+    ],
+)
+def test_distinct_audience_keys_never_share_a_segment(keys):
+    names = [segment_name(key) for key in keys]
+    assert len(set(names)) == len(keys), names
+    assert all(name and len(name) <= 100 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) for name in names)
+    assert names == [segment_name(key) for key in keys]  # stable: the same key, the same segment
+
+
+def test_under_only_update_an_audience_membership_never_creates_a_profile():
+    settings = load_settings({**PROFILES, "SMC_PROFILE_MODE": "OnlyUpdate"})
+    entered = parts(support.track("Audience Entered", properties={"audience_key": "vip"}), settings)
+    assert entered["audience"].target.import_option == "OnlyUpdate"
+    group = map_event(validate_event(0, support.group("ADD", segment="vip"), NOW), settings)
+    assert [op.target.import_option for op in group if op.target.segment] == ["OnlyUpdate"]
 
 
 def test_an_unusable_audience_key_rejects_that_part_with_a_reason():

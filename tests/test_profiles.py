@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from handler.cli import main as cli
-from sandbox import Fault
+from handler.mappers.audience import segment_name
+from sandbox import Fault, seed_default
 from tests import support
 from tests.support import api_event, invoke, redelivered
 
@@ -168,6 +169,63 @@ def test_a_missing_audience_segment_is_created_once_then_used(profiles):
     assert members(profiles, "new_audience") == {"a-3", "a-4", "a-5"}
 
 
+def test_a_segment_creation_smc_answers_failed_is_tried_again_on_the_next_delivery(profiles):
+    # a 200 whose result code says Failed created nothing (as the Swagger's answer model allows)
+    profiles.sandbox.inject(Fault(result_code="Failed", path_contains="/segments/static"))
+    status, body, _ = invoke(api_event(entered("a-8", key="late_audience")))
+    assert status == 503 and "did not create" in body["failures"][0]["reason"], body
+    status, body, _ = invoke(api_event(entered("a-9", key="late_audience")))
+    assert status == 200, body
+    assert members(profiles, "late_audience") == {"a-9"}
+
+
+def test_a_segment_created_earlier_and_gone_since_is_created_again(profiles):
+    assert invoke(api_event(entered("a-10", key="comeback")))[0] == 200
+    # SMC loses the segment (deleted by a user, a restored tenant); this process created it once
+    profiles.sandbox.reset()
+    seed_default(profiles.sandbox)
+    profiles.sandbox.add_service_account(support.SMC_KEY, support.SMC_SECRET)
+    status, body, _ = invoke(api_event(entered("a-11", key="comeback")))
+    assert status == 503 and "smc_target_not_found" in body["failures"][0]["reason"], body
+    status, body, _ = invoke(api_event(entered("a-12", key="comeback")))
+    assert status == 200, body
+    assert members(profiles, "comeback") == {"a-12"}
+
+
+def test_distinct_audience_keys_that_normalise_alike_fill_distinct_segments(profiles):
+    status, body, _ = invoke(bearer([entered("a-13", key="gold-tier"), entered("a-14", key="gold tier")]))
+    assert status == 200 and body["delivered"] == 2, body
+    made = [c for c in profiles.sandbox.requests_log if c.path.endswith("/segments/static")]
+    assert len(made) == 2
+    assert members(profiles, segment_name("gold-tier")) == {"a-13"}
+    assert members(profiles, segment_name("gold tier")) == {"a-14"}
+
+
+@pytest.mark.parametrize("via", ["track", "identify"])
+def test_only_update_audience_membership_never_creates_an_unknown_person(profiles, via):
+    profiles.set_env(SMC_PROFILE_MODE="OnlyUpdate")
+    profiles.sandbox.add_segment(ORG, USERS, "high_value")
+    personas = {"computation_class": "audience", "computation_key": "high_value"}
+    if via == "track":
+        event = entered("stranger-1")
+    else:
+        event = support.identify(
+            userId="stranger-1", traits={"high_value": True}, context={"personas": personas}
+        )
+    status, body, _ = invoke(api_event(event))
+    # SMC skips a record it does not have, as it was asked to: the membership is done
+    assert status == 200 and body["delivered"] == 1, body
+    assert profile(profiles, "stranger-1") is None
+    assert members(profiles, "high_value") == set()
+
+
+def test_only_update_audience_membership_adds_a_person_smc_knows(profiles):
+    known(profiles, "a-16")
+    profiles.set_env(SMC_PROFILE_MODE="OnlyUpdate")
+    assert invoke(api_event(entered("a-16", key="new_only_update")))[0] == 200
+    assert members(profiles, "new_only_update") == {"a-16"}
+
+
 def test_a_stale_exited_never_removes_a_newer_entered(profiles):
     profiles.sandbox.add_segment(ORG, USERS, "high_value")
     assert invoke(api_event(entered("a-6", when="2026-11-27T12:00:00.000Z")))[0] == 200
@@ -212,8 +270,10 @@ def test_a_recipient_smc_cannot_find_is_rejected_with_its_reason(profiles):
 
 def test_a_transactional_send_is_not_repeated_when_its_request_is_redelivered(profiles):
     known(profiles, "t-2")
-    # the events-list row fails, the send succeeds: Segment retries the whole request
-    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/segment_events/data/load"))
+    # the events-list row fails (SMC refuses it without naming a row: retried, and no sign SMC is
+    # down, so the send is made), the send succeeds: Segment retries the whole request
+    failed = Fault(result_code="Failed", times=-1, path_contains="/lists/segment_events/data/load")
+    profiles.sandbox.inject(failed)
     request = api_event(order("t-2"))
     status, body, _ = invoke(request)
     assert status == 503, body
@@ -243,17 +303,88 @@ def test_a_send_whose_answer_is_lost_is_never_repeated_and_is_reported_unconfirm
     assert profiles.smc_calls("/journeys/transactional/") == []  # and never again
 
 
-def test_a_send_smc_definitely_did_not_make_is_retried_and_then_sent_once(profiles):
+def test_a_send_smc_answers_it_did_not_make_is_retried_and_then_sent_once(profiles):
     known(profiles, "t-4")
-    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/journeys/transactional/"))
+    # each recipient's own result code says SMC did not send it, and may later
+    not_now = Fault(result_code="ServiceUnavailable", path_contains="/journeys/transactional/")
+    profiles.sandbox.inject(not_now)
     request = api_event(order("t-4"))
-    profiles.set_env(RESPONSE_DEADLINE_MS="1500")
     status, body, _ = invoke(request)
     assert status == 503 and body["retried"] == 1, body
-    profiles.sandbox.clear_faults()
+    assert messages(profiles) == []
     status, body, _ = invoke(redelivered(request))
     assert status == 200 and body["delivered"] == 1, body
     assert len(messages(profiles)) == 1
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_send_answered_503_or_429_after_smc_sent_it_goes_out_once_and_is_reported_unconfirmed(
+    profiles, status
+):
+    known(profiles, "t-6")
+    # neither status proves SMC did not act: here a gateway answers it after the message went out
+    late = Fault(status=status, after_processing=True, path_contains="/journeys/transactional/")
+    profiles.sandbox.inject(late)
+    profiles.sandbox.clear_requests_log()
+    request = api_event(order("t-6"))
+    answer, body, _ = invoke(request)
+    assert answer == 400 and "unconfirmed transactional send, not repeated" in body["failures"][0]["reason"]
+    assert len(profiles.smc_calls("/journeys/transactional/")) == 1  # not repeated in the request
+    assert len(messages(profiles)) == 1
+    answer, body, _ = invoke(bearer([order("t-6", messageId=json.loads(request["body"])["messageId"])]))
+    assert "unconfirmed transactional send, not repeated" in body["failures"][0]["reason"]
+    assert len(messages(profiles)) == 1  # nor by Segment's retry
+
+
+def test_a_send_waits_for_its_recipients_profile_load_that_failed_in_the_same_batch(profiles):
+    # a new person: SMC's lookup finds them only once the profile load of this batch has landed
+    request = bearer([support.identify(userId="t-7", traits={"email": "t7@example.com"}), order("t-7")])
+    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/users/data/load"))
+    profiles.set_env(RESPONSE_DEADLINE_MS="1500")
+    status, body, _ = invoke(request)
+    assert status == 503 and body["retried"] == 2, body
+    track = next(f for f in body["failures"] if f["index"] == 1)
+    assert track["outcome"] == "retried" and "recipient's profile load" in track["reason"], track
+    assert profiles.smc_calls("/journeys/transactional/") == []
+    profiles.sandbox.clear_faults()
+    status, body, _ = invoke(redelivered(request))
+    assert status == 200 and body["delivered"] == 2, body
+    (message,) = messages(profiles)
+    assert message["recipient"] == "t-7" and message["profile"]["MAIL"] == "t7@example.com"
+
+
+def test_a_send_for_someone_else_is_not_held_by_a_profile_row_smc_refused(profiles):
+    known(profiles, "t-8")
+    # t-9's profile row is refused for good (SMC names it invalid): waiting would not change
+    # that, so it holds back no message, t-8's least of all; t-9's own send is settled by SMC
+    refused = Fault(result_code="Failed", invalid_rows=[0], path_contains="/lists/users/data/load")
+    profiles.sandbox.inject(refused)
+    request = bearer(
+        [support.identify(userId="t-9", traits={"email": "t9@example.com"}), order("t-8"), order("t-9")]
+    )
+    status, body, _ = invoke(request)
+    assert status == 200, body
+    reasons = {f["index"]: f["reason"] for f in body["failures"]}
+    assert set(reasons) == {0, 2} and "transactional message: SMC NotFound" in reasons[2], body
+    assert [m["recipient"] for m in messages(profiles)] == ["t-8"]
+
+
+def test_a_send_is_not_attempted_while_smc_is_unavailable_to_the_batchs_loads(profiles):
+    known(profiles, "t-10")
+    # an outage: a send answered 503 could not be repeated, so it is not risked, but retried
+    profiles.sandbox.inject(Fault(status=503, times=-1, path_contains="/lists/users/data/load"))
+    profiles.set_env(RESPONSE_DEADLINE_MS="1500")
+    profiles.sandbox.clear_requests_log()
+    request = bearer([support.identify(userId="t-11", traits={"email": "t11@example.com"}), order("t-10")])
+    status, body, _ = invoke(request)
+    assert status == 503 and body["retried"] == 2, body
+    track = next(f for f in body["failures"] if f["index"] == 1)
+    assert "SMC was unavailable to another call" in track["reason"], track
+    assert profiles.smc_calls("/journeys/transactional/") == []
+    profiles.sandbox.clear_faults()
+    status, body, _ = invoke(redelivered(request))
+    assert status == 200 and body["delivered"] == 2, body
+    assert [m["recipient"] for m in messages(profiles)] == ["t-10"]
 
 
 def test_a_transactional_track_not_in_the_allowlist_still_sends(profiles):

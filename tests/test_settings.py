@@ -146,6 +146,32 @@ def test_a_bad_profile_setting_is_named_at_start(variable, value):
         load_settings({**PROFILES, variable: value})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        # one SMC column named twice (names are case-insensitive): SMC refuses every load
+        ("SMC_PROFILE_FIELDS", '{"MAIL": "traits.email", "mail": "traits.mail"}', "mail and MAIL"),
+        ("SMC_PROFILE_FIELDS", '{"MAIL": "traits.email", "MAIL": "traits.mail"}', "'MAIL' twice"),
+        # json.loads would keep the last journey silently
+        (
+            "SMC_TRANSACTIONAL_EVENTS",
+            '{"Order Completed": "order_confirmation", "Order Completed": "other"}',
+            "'Order Completed' twice",
+        ),
+    ],
+)
+def test_a_profile_setting_that_names_one_thing_twice_is_refused_at_start(variable, value, named):
+    with pytest.raises(SettingsError, match=variable) as raised:
+        load_settings({**PROFILES, variable: value})
+    assert named in str(raised.value)
+
+
+def test_transactional_event_names_differing_in_case_are_two_events():
+    value = '{"Order Completed": "order_confirmation", "order completed": "order_confirmation"}'
+    profiles = load_settings({**PROFILES, "SMC_TRANSACTIONAL_EVENTS": value}).profiles
+    assert profiles is not None and profiles.journey_for("order completed") == "order_confirmation"
+
+
 def test_max_event_age_defaults_to_four_days_and_must_fit_the_queues_retention():
     assert load_settings(BASE).max_event_age_seconds == 4 * 86400
     assert load_settings({**BASE, "MAX_EVENT_AGE_SECONDS": "86400"}).max_event_age_seconds == 86400

@@ -7,6 +7,7 @@ flips; both carry `context.personas` (`computation_class: "audience"`, `computat
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -20,6 +21,9 @@ PART = "audience"
 # Segments this product creates get the strict form SMC creates api names in: letters, digits and
 # `_`, not starting with a digit (a `-` that `is_api_name` tolerates in names people typed is refused).
 _NOT_IN_API_NAMES = re.compile(r"[^A-Za-z0-9_]")
+_STRICT_API_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+MAX_NAME = 100
+_HASH_CHARS = 8  # 32 bits of the key: two keys of one space colliding is not a practical risk
 
 
 def _personas(raw: dict[str, Any]) -> dict[str, Any]:
@@ -50,14 +54,24 @@ def audience_change(event: SegmentEvent) -> tuple[object, Method] | None:
 
 def segment_name(audience_key: object) -> str | None:
     """The static segment's api name for an audience key (SMC's api-name rules), or None if the
-    key cannot become one. Keys are immutable in Engage, so the name is stable."""
+    key cannot become one. Keys are immutable in Engage, so the name is stable.
+
+    A key that is a valid api name already is used as it is. Any other is normalised (characters
+    other than letters, digits and `_` become `_`, a leading digit gets a `_` in front, cut to
+    fit) and, since normalising loses what told keys apart (`gold-tier` / `gold tier`, two long
+    keys sharing their first 100 characters), suffixed with `_` and a hash of the exact key."""
     if not isinstance(audience_key, str):
         return None
-    name = _NOT_IN_API_NAMES.sub("_", audience_key.strip())
+    if _STRICT_API_NAME.fullmatch(audience_key):
+        return audience_key
+    name = _NOT_IN_API_NAMES.sub("_", audience_key)
     if name[:1].isdigit():
         name = "_" + name
-    name = name[:100]
-    return name if name.strip("_") and is_api_name(name) else None
+    if not name.strip("_"):
+        return None  # nothing of the key survives: a name of underscores and a hash says nothing
+    digest = hashlib.sha256(audience_key.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    name = f"{name[: MAX_NAME - _HASH_CHARS - 1]}_{digest}"
+    return name if is_api_name(name) else None
 
 
 def map_audience(event: SegmentEvent, settings: Settings) -> list[Operation]:

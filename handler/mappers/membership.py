@@ -25,6 +25,10 @@ def membership(
     and a REMOVE from a segment SMC does not have is done already.
     """
     add = method == "ADD"
+    profiles = settings.profiles
+    # A segment load upserts into the list as a list load does: into the profile list it follows
+    # SMC_PROFILE_MODE, so OnlyUpdate never creates a profile through a membership either.
+    into_profiles = profiles is not None and list_name.lower() == profiles.list_name.lower()
     target = Target(
         "load" if add else "delete",
         list_name,
@@ -33,6 +37,7 @@ def membership(
         segment=segment,
         absent_segment_is_done=managed and not add,
         create_segment=managed and add,
+        import_option=profiles.mode if add and into_profiles and profiles is not None else None,
         part=part,
     )
     user_id = str(event.user_id)

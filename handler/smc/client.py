@@ -35,9 +35,6 @@ MIN_ATTEMPT_S = 0.05  # below this, another attempt cannot finish: give the time
 USER_AGENT = f"{PRODUCT}/{__version__} python-requests/{requests.__version__}"
 # Statuses after which the same call may well succeed a moment later (5xx and 3xx are added).
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
-# The only statuses that say SMC did not act on a call: a call that must not be repeated once it
-# may have acted (a transactional send) is retried after these alone.
-NOT_PROCESSED_STATUSES = frozenset({429, 503})
 _LATENCY_WEIGHT = 0.2  # of the newest sample in the running latency estimate
 
 
@@ -145,15 +142,20 @@ class SmcClient:
             response = self.call(method, path, deadline, params=params, body=body, data_call=True)
             return read_answer(target, rows, response.status_code, json_object(response))
 
+        segment = (target.list_name.lower(), str(target.segment).lower())
         try:
             return attempt()
         except SmcTargetNotFoundError as exc:
-            created = (target.list_name, str(target.segment).lower()) in self._created
-            if not target.create_segment or exc.missing != target.describe() or created:
+            if not target.create_segment or exc.missing != target.describe():
+                raise
+            if segment in self._created:
+                # Created earlier, missing now (deleted in SMC, or a creation that did not hold):
+                # forgotten, so the next attempt creates it again instead of failing until a cold start.
+                self._created.discard(segment)
                 raise
         # An audience SMC does not have yet: created once per process, then loaded into.
         self.create_static_segment(target, deadline)
-        self._created.add((target.list_name, str(target.segment).lower()))
+        self._created.add(segment)
         return attempt()
 
     def send_transactional(self, journey: str, body: bytes, items: int, deadline: Deadline) -> SendVerdicts:
@@ -161,7 +163,9 @@ class SmcClient:
 
         Never repeated once SMC may have acted on it: raises `SmcSendUnconfirmedError` when the
         answer is lost, `SmcTargetNotFoundError` for an unknown journey, and another `SmcError`
-        when nothing was sent and a retry may send it."""
+        when nothing was sent and a retry may send it. A 429 or 5xx is no such proof (neither is
+        documented as "not processed", and a gateway may answer one after SMC sent): its messages
+        are read as unknown, not sent again."""
         path = f"/journeys/transactional/{_segment(journey)}/send"
         response = self.call("POST", path, deadline, body=body, once=True)
         if response.status_code == 404:
@@ -175,17 +179,22 @@ class SmcClient:
         body = json.dumps({"api_name": target.segment, "name": target.segment}).encode()
         path = f"/lists/{_segment(target.list_name)}/segments/static"
         response = self.call("POST", path, deadline, body=body)
-        if response.status_code in (200, 201):
+        data = json_object(response)
+        code = data.get("result_code")
+        # The Swagger's create_segment_success_response carries a result_code that may itself say
+        # Failed: only `Succeeded` proves the segment was made.
+        if response.status_code in (200, 201) and code == "Succeeded":
             count("SmcSegmentsCreated")
             return
-        data = json_object(response)
         if response.status_code == 404:
             raise not_found(Target("load", target.list_name, (), ()), 404)
-        if "exist" not in json.dumps(data.get("errors") or data.get("message") or "").lower():
-            raise SmcRefusedError(
-                f"SMC did not create {target.describe()} ({response.status_code}: {error_codes(data)})",
-                status=response.status_code,
-            )
+        if "exist" in json.dumps(data.get("errors") or data.get("message") or "").lower():
+            return  # another instance created it first: it is there to load into
+        status = response.status_code
+        message = f"SMC did not create {target.describe()} ({status}: {error_codes(data)})"
+        if code in TRANSIENT_RESULT_CODES:
+            raise SmcRetryableError(message, status=status)
+        raise SmcRefusedError(message, status=status)
 
     def call(
         self,
@@ -205,8 +214,9 @@ class SmcClient:
         `data_call`, on a 2xx whose body is unreadable or carries a transient result code.
 
         `once`: the call must not be repeated once SMC may have acted on it (a transactional send):
-        it is retried only when it surely never arrived or SMC answered 429/503, and every other
-        status is returned; a failure after the request may have left raises
+        it is retried only when it surely never arrived, or after a 401/403 (SMC acts on no
+        unauthenticated call); every other status is returned, 429 and 5xx included, since neither
+        proves SMC did not act; a failure after the request may have left raises
         `SmcSendUnconfirmedError`.
 
         Returns the response for any other status; raises `SmcAuthError` after a 401/403 that
@@ -254,7 +264,7 @@ class SmcClient:
                     raise SmcAuthError(f"SMC refused the service account ({status})", status=status)
                 why = None
                 if once:
-                    why = str(status) if status in NOT_PROCESSED_STATUSES else None
+                    pass  # no status proves SMC did not act: the caller reads every answer
                 elif status in transient or status >= 500 or 300 <= status < 400:
                     why = str(status)
                 elif data_call and 200 <= status < 300:
