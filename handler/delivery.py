@@ -146,7 +146,7 @@ def _run_phase(
         return [(ready[0], run_chunk(client, ready[0], deadline, brake))]
     ordered = sorted(ready, key=lambda chunk: len(chunk.body), reverse=True)
     results: list[tuple[Chunk, ChunkOutcome]] = []  # list.append is atomic: workers share it
-    if brake is not None and len(ordered) > 1:
+    if brake is not None and ordered and (len(ordered) > 1 or gated):
         # Queued mode: the largest call goes first, alone, so a throttling SMC gets one call
         # from the batch, not one per target in flight before its 429 is seen.
         first = ordered.pop(0)

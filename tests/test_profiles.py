@@ -317,12 +317,26 @@ def test_a_send_smc_answers_it_did_not_make_is_retried_and_then_sent_once(profil
     assert len(messages(profiles)) == 1
 
 
-@pytest.mark.parametrize("status", [503, 429])
-def test_a_send_answered_503_or_429_after_smc_sent_it_goes_out_once_and_is_reported_unconfirmed(
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_send_answered_429_or_503_is_read_as_not_made_retried_and_sent_once(profiles, status):
+    known(profiles, "t-5")
+    profiles.sandbox.inject(Fault(status=status, times=-1, path_contains="/journeys/transactional/"))
+    request = api_event(order("t-5"))
+    answer, body, _ = invoke(request)
+    assert answer in (429, 503) and body["retried"] == 1, body
+    assert messages(profiles) == []
+    profiles.sandbox.clear_faults()
+    answer, body, _ = invoke(redelivered(request))
+    assert answer == 200 and body["delivered"] == 1, body
+    assert len(messages(profiles)) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_send_answered_another_5xx_after_smc_sent_it_goes_out_once_and_is_reported_unconfirmed(
     profiles, status
 ):
     known(profiles, "t-6")
-    # neither status proves SMC did not act: here a gateway answers it after the message went out
+    # no such status proves SMC did not act: here a gateway answers it after the message went out
     late = Fault(status=status, after_processing=True, path_contains="/journeys/transactional/")
     profiles.sandbox.inject(late)
     profiles.sandbox.clear_requests_log()

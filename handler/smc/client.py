@@ -35,6 +35,12 @@ MIN_ATTEMPT_S = 0.05  # below this, another attempt cannot finish: give the time
 USER_AGENT = f"{PRODUCT}/{__version__} python-requests/{requests.__version__}"
 # Statuses after which the same call may well succeed a moment later (5xx and 3xx are added).
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
+# The statuses read as "SMC did not act on it": a call that must not be repeated once it may have
+# acted (a transactional send) is retried after these alone. An assumption, not documented by
+# SMC: throttling (429) and an unavailable service (503) refuse a request before it is processed,
+# as HTTP defines them. Reading them as "may have been sent" instead would drop every message
+# SMC throttles or an outage turns away, for good; other 5xx are read so.
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
 _LATENCY_WEIGHT = 0.2  # of the newest sample in the running latency estimate
 
 
@@ -163,9 +169,9 @@ class SmcClient:
 
         Never repeated once SMC may have acted on it: raises `SmcSendUnconfirmedError` when the
         answer is lost, `SmcTargetNotFoundError` for an unknown journey, and another `SmcError`
-        when nothing was sent and a retry may send it. A 429 or 5xx is no such proof (neither is
-        documented as "not processed", and a gateway may answer one after SMC sent): its messages
-        are read as unknown, not sent again."""
+        when nothing was sent and a retry may send it (429 and 503: `NOT_PROCESSED_STATUSES`).
+        Another 5xx proves nothing either way (a gateway may answer one after SMC sent): its
+        messages are read as unknown, not sent again."""
         path = f"/journeys/transactional/{_segment(journey)}/send"
         response = self.call("POST", path, deadline, body=body, once=True)
         if response.status_code == 404:
@@ -214,9 +220,10 @@ class SmcClient:
         `data_call`, on a 2xx whose body is unreadable or carries a transient result code.
 
         `once`: the call must not be repeated once SMC may have acted on it (a transactional send):
-        it is retried only when it surely never arrived, or after a 401/403 (SMC acts on no
-        unauthenticated call); every other status is returned, 429 and 5xx included, since neither
-        proves SMC did not act; a failure after the request may have left raises
+        it is retried only when it surely never arrived, after a 401/403 (SMC acts on no
+        unauthenticated call) or after 429/503 (`NOT_PROCESSED_STATUSES`); every other status is
+        returned, other 5xx included, since they do not say whether SMC acted; a failure after
+        the request may have left raises
         `SmcSendUnconfirmedError`.
 
         Returns the response for any other status; raises `SmcAuthError` after a 401/403 that
@@ -264,7 +271,7 @@ class SmcClient:
                     raise SmcAuthError(f"SMC refused the service account ({status})", status=status)
                 why = None
                 if once:
-                    pass  # no status proves SMC did not act: the caller reads every answer
+                    why = str(status) if status in NOT_PROCESSED_STATUSES else None
                 elif status in transient or status >= 500 or 300 <= status < 400:
                     why = str(status)
                 elif data_call and 200 <= status < 300:

@@ -34,13 +34,10 @@ def _reason(record: Mapping[str, Any]) -> str:
 
 
 def read_send_answer(items: int, status: int, data: Mapping[str, Any]) -> SendVerdicts:
-    """The verdict on each of `items` messages from SMC's answer (`status` was not 401/403, which
-    the client handles, nor 404, an unknown journey)."""
+    """The verdict on each of `items` messages from SMC's answer (`status` was not 401/403, 429 or
+    503, which the client handles, nor 404, an unknown journey)."""
     verdicts = SendVerdicts()
     everything = range(items)
-    if status == 429:  # throttling is not documented as "not processed": it may have been sent
-        verdicts.unknown = dict.fromkeys(everything, "SMC answered 429")
-        return verdicts
     if 400 <= status < 500:  # SMC refused the request before acting on it
         verdicts.refused = dict.fromkeys(everything, f"SMC refused the send ({status}: {error_codes(data)})")
         return verdicts
