@@ -11,6 +11,7 @@ released: only a change SMC took advances its record.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Executor, Future
 from dataclasses import replace
@@ -25,7 +26,7 @@ STALE = "stale: a newer change was applied"
 BUSY = "ordering_busy: another request is applying a change to the same state"
 ORDERING_ERROR = "ordering_error: the ordering store refused the request"
 BUSY_RETRY_AFTER_S = 5.0
-MIN_UNDO_S = 0.1  # an undo that cannot finish before the deadline is done in the background
+MIN_UNDO_S = 0.1  # less time than this left: the undo is not waited for (see `_settle`)
 # The calls wait this long at most for the claims (~10 ms when DynamoDB is well); a slower store
 # is given up on, as when it fails: the changes it has not decided go out unordered, and most of
 # the time is SMC's. The claim's own waits on other requests' leases end before this.
@@ -111,11 +112,11 @@ class ClaimGate:
         if self._given_up and self._claiming is not None:
             # The claims may still land: settle whatever they take once they do (a change taken
             # while its row was held back was never sent, so it is undone).
-            self._claiming.add_done_callback(lambda _done: self._settle(outcomes, background=True))
+            self._claiming.add_done_callback(lambda _done: self._settle(outcomes, wait=False))
             return
-        self._settle(outcomes, background=False)
+        self._settle(outcomes, wait=True)
 
-    def _settle(self, outcomes: dict[int, Outcome], *, background: bool) -> None:
+    def _settle(self, outcomes: dict[int, Outcome], *, wait: bool) -> None:
         undo: list[Claim] = []
         keep: list[Claim] = []
         for claim in self._claims:
@@ -123,15 +124,18 @@ class ClaimGate:
                 (keep if outcomes.get(id(claim)) in _APPLIED else undo).append(claim)
         if not undo and not keep:
             return
-        if background:
-            self._ordering.settle(undo, keep)
-        elif undo and self._deadline.remaining() >= MIN_UNDO_S:
-            # Before the answer: once Segment has it, a newer or older change may come at once.
-            self._ordering.settle(undo, keep)
-        else:
-            if undo:
-                count("OrderingUndoDeferred", len(undo))
-            self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep)
+        settling = self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep)
+        if not (wait and undo):
+            return  # releases alone never need to be in place before the answer
+        # An undo should be in place before the answer: once Segment has it, an older change of
+        # the same state may come at once. The deadline still comes first; past it, the undo
+        # finishes in the background (its lease keeps other requests off the record meanwhile).
+        remaining = self._deadline.remaining()
+        if remaining >= MIN_UNDO_S:
+            with contextlib.suppress(TimeoutError):
+                settling.result(timeout=remaining)
+                return
+        count("OrderingUndoDeferred", len(undo))
 
 
 def _decision(claim: Claim) -> tuple[Verdict, list[str]]:

@@ -183,7 +183,10 @@ def order_time(timestamp: str, received: str, arrived: str) -> str:
 @functools.lru_cache(maxsize=64)  # one arrival time per request (per SQS message when queued)
 def _order_limit(arrived: str) -> str | None:
     moment = epoch_of(arrived)
-    return None if moment is None else utc_text(moment + MAX_FUTURE_SKEW_S)
+    try:
+        return None if moment is None else utc_text(moment + MAX_FUTURE_SKEW_S)
+    except (OverflowError, ValueError, OSError):  # an arrival time near year 9999: no bound
+        return None
 
 
 def _identifier(raw: dict[str, Any], field: str) -> str | None:
