@@ -55,15 +55,20 @@ def coalesce_memberships(operations: list[Operation]) -> list[Operation]:
     Adding and removing the same person in one batch go to two different endpoints that may run
     in parallel; applying only the latest (by timestamp, then messageId: the order the ordering
     records keep across requests) makes the end state the one the sender intended. Superseded
-    events share the outcome of the change that won.
+    events share the outcome of the change that won. "The same" is the ordering record's own
+    identity (case-insensitive names, as SMC's are), so one request never claims it twice.
     """
-    latest: dict[tuple[object, ...], Operation] = {}
+    latest: dict[object, Operation] = {}
     kept: list[Operation] = []
     for op in operations:
         if op.target.segment is None:
             kept.append(op)
             continue
-        key = (op.target.list_name, op.target.segment, op.target.key_fields, op.row[0])
+        key: object = (
+            op.claim.key
+            if op.claim is not None
+            else (op.target.list_name, op.target.segment, op.target.key_fields, op.row[0])
+        )
         current = latest.get(key)
         if current is None:
             latest[key] = op

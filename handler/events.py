@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -27,6 +28,9 @@ INTEGRATION_NAME = "Selligent Marketing Cloud"
 Method = Literal["ADD", "REMOVE"]
 AUDIENCE_TRACKS: dict[str, Method] = {"Audience Entered": "ADD", "Audience Exited": "REMOVE"}
 MAX_MESSAGE_ID = 100
+# How far an event's timestamp may be ahead of its arrival and still order its changes: clocks of
+# devices and servers drift by minutes, not hours (`order_time`).
+MAX_FUTURE_SKEW_S = 3600
 MAX_ID_LENGTH = 255
 # Object-valued fields that rows carry as JSON text: encoded once, by the size check, for the mappers.
 ROW_JSON_FIELDS = ("context", "properties", "traits")
@@ -57,6 +61,7 @@ class SegmentEvent:
     anonymous_id: str | None
     timestamp: str  # ISO 8601 UTC
     received_at: str
+    order_time: str  # what orders overwritten state: `timestamp`, unless it is unusable for that
     raw: dict[str, Any]
     # compact_json of raw's ROW_JSON_FIELDS objects, filled by `admit` (see `encoded_json`).
     encoded: dict[str, str] = dataclass_field(default_factory=dict, compare=False, repr=False)
@@ -160,6 +165,30 @@ def iso_utc(value: object) -> str | None:
     return utc.isoformat(timespec="seconds")[:19] + f".{moment.microsecond // 1000:03d}Z"
 
 
+def order_time(timestamp: str, received: str, arrived: str) -> str:
+    """The time that orders an event's changes of overwritten state (handler.ordering): its own
+    `timestamp`, unless that is more than `MAX_FUTURE_SKEW_S` after the webhook received it —
+    such a time (a wrong device clock, `9999-12-31`) would outrank every real change for years,
+    so Segment's `receivedAt` is used, then the arrival time (`TimestampsInFuture`).
+
+    The bound is on the webhook's own clock (`arrived`, ours), not on `receivedAt`, which comes
+    in the event like the timestamp does. All three are `iso_utc` text, which sorts as time does."""
+    limit = _order_limit(arrived)
+    if limit is None or timestamp <= limit:
+        return timestamp
+    count("TimestampsInFuture")
+    return received if received <= limit else arrived
+
+
+@functools.lru_cache(maxsize=64)  # one arrival time per request (per SQS message when queued)
+def _order_limit(arrived: str) -> str | None:
+    moment = epoch_of(arrived)
+    try:
+        return None if moment is None else utc_text(moment + MAX_FUTURE_SKEW_S)
+    except (OverflowError, ValueError, OSError):  # an arrival time near year 9999: no bound
+        return None
+
+
 def _identifier(raw: dict[str, Any], field: str) -> str | None:
     """An id, never truncated: a cut id could merge two people, so one over its column's length
     (counted in UTF-16 units, as SMC counts) rejects the event."""
@@ -234,8 +263,6 @@ def validate_event(
         message_id = derive_message_id(raw)
     elif not isinstance(message_id, str) or not utf16.fits(message_id, MAX_MESSAGE_ID):
         raise InvalidEvent(f"messageId must be a string of at most {MAX_MESSAGE_ID} UTF-16 code units")
-    # The event's own time orders overwritten state (handler.ordering); without a usable one,
-    # Segment's receivedAt, then the arrival time.
     received = iso_utc(raw.get("receivedAt")) or received_at
     timestamp = iso_utc(raw.get("timestamp")) or iso_utc(raw.get("originalTimestamp")) or received
     return SegmentEvent(
@@ -246,6 +273,7 @@ def validate_event(
         anonymous_id=anonymous_id,
         timestamp=timestamp,
         received_at=received,
+        order_time=order_time(timestamp, received, received_at),
         raw=raw,
         encoded={} if encoded is None else encoded,
     )

@@ -7,23 +7,31 @@ Segment retries for hours can carry a change older than one applied since.
 So each piece of such state has an ordering record (table `STATE_TABLE`, key `order#<sha256 of
 organization, list, segment or profile key, match key, value>`, TTL `ORDERING_TTL_SECONDS`). Its
 *slots* (one for a membership, one per column of a profile) hold the stamp of the last change
-claimed: `<event timestamp, ISO 8601 UTC ms>|<messageId>`, which sorts by time, then by id. A
-version number, bumped by every claim, makes each write a compare-and-set.
+claimed: `<event time, ISO 8601 UTC ms>|<messageId>`, which sorts by time, then by id; beside each
+stamp (`s:`) the state it set (`v:`), and while a claim is open the stamp and state before it
+(`p:`, `pv:`). A version number, bumped by every write, makes each write a compare-and-set.
 
-1. **Claim**, before anything is sent. One BatchGetItem per 100 changes reads the records. A
-   record whose slots all hold newer stamps makes its change stale (`duplicate`, never sent); a
-   newer stamp in some slots leaves the others to claim; a live lease of another request holds
-   the change back. The rest are claimed by one TransactWriteItems per 100: each record is put
-   with the change's stamps (the previous ones kept beside them), this request's lease (its
-   token, until its work deadline) and the next version, on condition that the version is still
-   the one read. A record that changed since is read again and decided again.
+0. **Within the request** (`resolve`), changes of one record are decided first, newest wins per
+   slot: an older change keeps only the slots no newer one of the request sets, and one left with
+   none is stale. So one request never claims a record twice, nor sends two of its changes.
+1. **Claim**, before anything is sent. One BatchGetItem per 100 records reads them. A change whose
+   slots all hold newer stamps is stale (`duplicate`, never sent); a newer stamp in some slots
+   leaves the others to claim. A live lease of another request on the record holds the change
+   back (`busy`) — unless it is older even than what that request's claim replaced, which no
+   outcome of it can make current (stale). The rest are claimed by one TransactWriteItems per
+   100: each record is put with its changes' stamps (the previous ones kept beside them), this
+   request's lease (its token, until its work deadline) and the next version, on condition that
+   the version is still the one read. A record that changed since is read again and decided
+   again. A change held back waits for the other lease (short waits, ending before the calls
+   stop waiting for the claims), then is left to Segment's retry (`retried`, `ordering_busy`).
 2. **Send** only what was claimed.
-3. **Settle**, once SMC has answered (`handler.claims`): a change SMC refused for good has its
-   slots put back to their previous stamps, so a refused send never advances a record; every
-   other claim stands — a change SMC took, and a change it could not take now, whose redelivery
-   carries the same stamp and is claimed again — and its lease is released. A change held back
-   by another request's lease waits for that release (up to ~0.75 s), then is left to Segment's
-   retry (`retried`).
+3. **Settle**, once SMC has answered (`handler.claims`): a change SMC took stands; a change it did
+   not take — refused for good, or failed (`retried`) — has its slots put back to the stamps and
+   states before it: a failed send never advances a record. SMC may have applied a failed send
+   whose answer was lost; putting the record back is still safe, because Segment retries that
+   change (same stamp), which is claimed and applied again, so the newest change lands last. Had
+   the claim stood instead, an older change arriving before that retry would be dropped as stale
+   for a change SMC may never apply. Either way the lease goes and the open `p:` slots close.
 
 Why the newest change wins every interleaving: each claim is a compare-and-set on the record's
 version, so DynamoDB serialises the claims of one record. Of two changes to one member, the
@@ -32,8 +40,10 @@ older one's send is answered); two requests never send changes of one member at 
 applies them in claim order. A change equal to the record (Segment's redelivery of the same
 event) is claimed again and applied again.
 
-When the store cannot be reached, changes are applied as if it did not exist, and counted
-(`OrderingStoreUnavailable`): an AWS outage must not block delivery.
+When the store cannot be reached (or answers too slowly), changes are applied as if it did not
+exist, and counted (`OrderingStoreUnavailable`): an AWS outage must not block delivery. A request
+the store refuses as malformed (`ValidationException`) is no outage but a defect: its changes are
+retried (`ordering_error`, `OrderingStoreErrors`), never sent unordered.
 """
 
 from __future__ import annotations
@@ -54,10 +64,17 @@ MAX_BATCH_GET = 100  # and for BatchGetItem
 _NONE = ""  # a stamp that did not exist
 _RACE_ROUNDS = 3  # re-reads of records another request changed between our read and our write
 # How long a change waits for another request's lease on the same record (it is released as soon
-# as that request has SMC's answer); past these it is retried by Segment.
+# as that request has SMC's answer); a wait is only started if it and one more round trip end
+# before the caller stops waiting for the claims, so a held-back change is decided `busy`, never
+# left undecided (and sent unordered) by the caller's time-out.
 _BUSY_WAITS_S = (0.05, 0.1, 0.2, 0.4)
+_ROUND_S = 0.1
+# Errors that say the request was malformed, not that the store is unavailable.
+_REQUEST_FAULTS = frozenset({"ValidationException", "SerializationException"})
 
-Verdict = Literal["claimed", "stale", "busy", "unordered"]
+# unordered: not decided (yet); busy: another request holds or is writing the record; error: the
+# store refused the request as malformed.
+Verdict = Literal["claimed", "stale", "busy", "error", "unordered"]
 Item = dict[str, Any]  # a DynamoDB item in the low-level client's form
 
 
@@ -88,17 +105,54 @@ class Lease:
 @dataclass(slots=True)
 class Claim:
     """One change to one record: the slots it overwrites (slot → the state it sets, kept for
-    operators reading the table) and its stamp. `OrderingStore.claim` fills the rest."""
+    operators reading the table) and its stamp. `resolve` and `OrderingStore.claim` fill the rest."""
 
     key: str
     slots: dict[str, str]
     stamp: str
     verdict: Verdict = "unordered"
+    own: list[str] = field(default_factory=list)  # slots no newer change of the request sets
     claimed: list[str] = field(default_factory=list)
-    written: Item | None = None  # the record as this claim put it (for undo and release)
+    written: Item | None = None  # the record as the claim put it (shared by the record's changes)
 
 
-def _batches(items: Sequence[Claim], size: int) -> Iterator[list[Claim]]:
+def resolve(claims: Sequence[Claim]) -> None:
+    """Decide the changes of one request among themselves: per record and slot, the newest change
+    owns the slot (`own`); a change that owns none is stale. No I/O, so it holds whatever the
+    store does later."""
+    owners: dict[tuple[str, str], Claim] = {}
+    for change in claims:
+        for slot in change.slots:
+            current = owners.get((change.key, slot))
+            if current is None or change.stamp > current.stamp:
+                owners[(change.key, slot)] = change
+    for change in claims:
+        change.own = [slot for slot in change.slots if owners[(change.key, slot)] is change]
+        if not change.own:
+            change.verdict = "stale"
+            count("StaleChangesSkipped")
+
+
+@dataclass(slots=True)
+class _Record:
+    """The changes of one request to one record (their `own` slots are disjoint)."""
+
+    key: str
+    changes: list[Claim]
+
+    def pending(self) -> list[Claim]:
+        return [change for change in self.changes if change.verdict in ("unordered", "busy")]
+
+
+def _records(claims: Sequence[Claim]) -> list[_Record]:
+    records: dict[str, _Record] = {}
+    for change in claims:
+        if change.verdict == "unordered" and change.own:
+            records.setdefault(change.key, _Record(change.key, [])).changes.append(change)
+    return list(records.values())
+
+
+def _batches(items: Sequence[_Record], size: int) -> Iterator[list[_Record]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
 
@@ -107,80 +161,126 @@ def _version(item: Item | None) -> int:
     return int(item["ver"]["N"]) if item and "ver" in item else 0
 
 
+def _text(item: Item, name: str) -> str:
+    return str(item.get(name, {}).get("S", _NONE))
+
+
 class OrderingStore(StateTable):
-    """Claims, undoes and releases changes in the ordering table (module docstring); thread-safe."""
+    """Claims and settles changes in the ordering table (module docstring); thread-safe."""
 
     # -- 1. claim ------------------------------------------------------------------------------
-    def claim(self, claims: Sequence[Claim], lease: Lease) -> None:
-        """Claim every change; sets each one's `verdict` (and `claimed` slots)."""
+    def claim(self, claims: Sequence[Claim], lease: Lease, wait_until_ms: int | None = None) -> None:
+        """Claim every change `resolve` left undecided; sets each one's `verdict` (and `claimed`
+        slots). Waits on other requests' leases end before `wait_until_ms` (default: the lease's
+        end)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for batch in _batches(claims, MAX_TRANSACTION_ITEMS):
+        until = lease.until_ms if wait_until_ms is None else min(wait_until_ms, lease.until_ms)
+        for batch in _batches(_records(claims), MAX_TRANSACTION_ITEMS):
             try:
-                self._claim(batch, lease)
-            except (BotoCoreError, ClientError) as exc:
-                count("OrderingStoreUnavailable")
-                logger.warning("ordering store unavailable; applied unordered", extra={"error": str(exc)})
-                for change in batch:
-                    change.verdict, change.claimed = "unordered", list(change.slots)
+                self._claim(batch, lease, until)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code not in _REQUEST_FAULTS:
+                    self._unavailable(batch, exc)
+                    continue
+                count("OrderingStoreErrors")
+                logger.error("ordering store refused the request", extra={"error": code})
+                for record in batch:
+                    for change in record.pending():
+                        change.verdict = "error"
+            except BotoCoreError as exc:
+                self._unavailable(batch, exc)
 
-    def _claim(self, batch: list[Claim], lease: Lease) -> None:
+    @staticmethod
+    def _unavailable(batch: list[_Record], exc: Exception) -> None:
+        count("OrderingStoreUnavailable")
+        logger.warning("ordering store unavailable; applied unordered", extra={"error": str(exc)})
+        for record in batch:
+            for change in record.pending():
+                # A change seen held by another request's lease stays held back: sending it now
+                # would race that request's change, which the outage does not make any safer.
+                if change.verdict == "unordered":
+                    change.claimed = list(change.own)
+
+    def _claim(self, batch: list[_Record], lease: Lease, wait_until_ms: int) -> None:
         waiting = batch
         for wait_s in (0.0, *_BUSY_WAITS_S):
             if wait_s:
-                if _now_ms() + wait_s * 1000 > lease.until_ms:
+                if _now_ms() + (wait_s + _ROUND_S) * 1000 > wait_until_ms:
                     break
                 time.sleep(wait_s)  # another request's change of the same state is being sent
             waiting = self._claim_round(waiting, lease)
             if not waiting:
                 return
-        for change in waiting:
-            change.verdict = "busy"
-        count("OrderingBusy", len(waiting))
+        count("OrderingBusy", sum(len(record.pending()) for record in waiting))
 
-    def _claim_round(self, batch: list[Claim], lease: Lease) -> list[Claim]:
-        """Read, decide and write; return the changes another request's lease holds back."""
-        busy: list[Claim] = []
+    def _claim_round(self, batch: list[_Record], lease: Lease) -> list[_Record]:
+        """Read, decide and write; return the records another request holds (their pending
+        changes marked `busy`, which stands unless a later round claims them)."""
+        busy: list[_Record] = []
         unread = batch
         for _ in range(_RACE_ROUNDS):
-            records = self._read([change.key for change in unread])
-            writes: list[tuple[Claim, Item]] = []
-            for change in unread:
-                decision = self._decide(change, records.get(change.key), lease)
+            found = self._read([record.key for record in unread])
+            writes: list[tuple[_Record, Item, list[Claim]]] = []
+            for record in unread:
+                decision = self._decide(record, found.get(record.key), lease)
                 if decision == "busy":
-                    busy.append(change)
+                    busy.append(record)
                 elif decision is not None:
-                    writes.append((change, decision))
+                    writes.append((record, *decision))
             unread = self._write(writes)
             if not unread:
-                return busy
+                break
         # Records that kept changing under us: other requests are claiming them right now.
-        return busy + unread
+        busy.extend(unread)
+        for record in busy:
+            for change in record.pending():
+                change.verdict = "busy"
+        return busy
 
-    def _decide(self, change: Claim, record: Item | None, lease: Lease) -> Item | Literal["busy"] | None:
-        """The record this change would put, "busy", or None when the change is stale."""
-        record = record or {}
-        fresh = [slot for slot in change.slots if record.get(f"s:{slot}", {}).get("S", _NONE) <= change.stamp]
-        if not fresh:  # newer stamps everywhere: stale, whoever holds the lease
-            change.verdict = "stale"
-            count("StaleChangesSkipped")
-            return None
-        until = record.get("lease", {}).get("N")
-        if until is not None and int(until) >= _now_ms() and record.get("owner", {}).get("S") != lease.token:
+    def _decide(
+        self, record: _Record, item: Item | None, lease: Lease
+    ) -> tuple[Item, list[Claim]] | Literal["busy"] | None:
+        """The item the record's changes would put (and those changes), "busy", or None when
+        every pending change is stale."""
+        item = item or {}
+        until = item.get("lease", {}).get("N")
+        foreign = until is not None and int(until) >= _now_ms() and _text(item, "owner") != lease.token
+        fresh: list[Claim] = []
+        held = False
+        for change in record.pending():
+            # Under another request's open claim, a slot may yet go back to its `p:` stamp.
+            floor = "p" if foreign else "s"
+            if not any(_text(item, f"{floor}:{slot}") <= change.stamp for slot in change.own):
+                change.verdict = "stale"  # older than anything the record can hold
+                count("StaleChangesSkipped")
+            elif foreign:
+                held = True
+            else:
+                change.claimed = [slot for slot in change.own if _text(item, f"s:{slot}") <= change.stamp]
+                fresh.append(change)
+        if held:
             return "busy"
-        item: Item = {**record, "id": {"S": change.key}}
-        for slot in fresh:
-            item[f"p:{slot}"] = record.get(f"s:{slot}", {"S": _NONE})
-            item[f"s:{slot}"] = {"S": change.stamp}
-            item[f"v:{slot}"] = {"S": change.slots[slot]}
-        item["lease"] = {"N": str(lease.until_ms)}
-        item["owner"] = {"S": lease.token}
-        item["ver"] = {"N": str(_version(record) + 1)}
-        item["expiration"] = {"N": str(int(time.time()) + self._ttl_seconds)}
-        change.claimed = fresh
-        return item
+        if not fresh:
+            return None
+        put: Item = {**item, "id": {"S": record.key}}
+        for change in fresh:
+            for slot in change.claimed:
+                put[f"p:{slot}"] = {"S": _text(item, f"s:{slot}")}
+                put[f"pv:{slot}"] = {"S": _text(item, f"v:{slot}")}
+                put[f"s:{slot}"] = {"S": change.stamp}
+                put[f"v:{slot}"] = {"S": change.slots[slot]}
+        put["lease"] = {"N": str(lease.until_ms)}
+        put["owner"] = {"S": lease.token}
+        put["ver"] = {"N": str(_version(item) + 1)}
+        put["expiration"] = {"N": str(int(time.time()) + self._ttl_seconds)}
+        return put, fresh
 
     def _read(self, keys: list[str]) -> dict[str, Item]:
+        # BatchGetItem refuses a key list with duplicates; `_records` has none, and this keeps
+        # it so whatever the caller passes.
+        keys = list(dict.fromkeys(keys))
         records: dict[str, Item] = {}
         for start in range(0, len(keys), MAX_BATCH_GET):
             request: dict[str, Any] = {
@@ -193,28 +293,28 @@ class OrderingStore(StateTable):
                 request = answer.get("UnprocessedKeys") or {}
         return records
 
-    def _write(self, writes: list[tuple[Claim, Item]]) -> list[Claim]:
-        """Put the claims; return the changes whose record changed since it was read."""
+    def _write(self, writes: list[tuple[_Record, Item, list[Claim]]]) -> list[_Record]:
+        """Put the claims; return the records that changed since they were read."""
         if not writes:
             return []
-        puts = [self._put(item, _version(item) - 1) for _change, item in writes]
-        reasons = self._transact(puts)
+        reasons = self._transact([self._put(item) for _record, item, _changes in writes])
         if reasons is None:
-            for change, item in writes:
-                change.verdict, change.written = "claimed", item
+            for _record, item, changes in writes:
+                for change in changes:
+                    change.verdict, change.written = "claimed", item
             return []
-        changed: list[Claim] = []
-        retry: list[tuple[Claim, Item]] = []
-        for (change, item), reason in zip(writes, reasons, strict=True):
-            code = reason.get("Code") or "None"
-            if code == "None":
-                retry.append((change, item))  # cancelled with the others: still valid as read
+        changed: list[_Record] = []
+        retry: list[tuple[_Record, Item, list[Claim]]] = []
+        for write, reason in zip(writes, reasons, strict=True):
+            if (reason.get("Code") or "None") == "None":
+                retry.append(write)  # cancelled with the others: still valid as read
             else:  # ConditionalCheckFailed or TransactionConflict: read it again
-                changed.append(change)
+                changed.append(write[0])
         return changed + self._write(retry)
 
-    def _put(self, item: Item, expected_version: int) -> Item:
+    def _put(self, item: Item) -> Item:
         """A put that only succeeds over the version read (or, for a new record, over none)."""
+        expected_version = _version(item) - 1
         put: Item = {"TableName": self._table, "Item": item}
         if expected_version == 0:
             put.update(
@@ -242,50 +342,53 @@ class OrderingStore(StateTable):
         return None
 
     # -- 3. settle -----------------------------------------------------------------------------
-    def undo(self, claims: Sequence[Claim], lease: Lease) -> None:
-        """For changes SMC refused: their slots go back to the previous stamps, the lease goes."""
-        self._settle(claims, lease, undo=True)
+    def settle(self, undo: Sequence[Claim], keep: Sequence[Claim]) -> None:
+        """Close the claims: `undo` (changes SMC did not take) go back to the stamps and states
+        before them, `keep` (changes it took) stand; every lease goes.
 
-    def release(self, claims: Sequence[Claim], lease: Lease) -> None:
-        """For every other claimed change: the stamps stand, the lease goes."""
-        self._settle(claims, lease, undo=False)
-
-    def _settle(self, claims: Sequence[Claim], lease: Lease, *, undo: bool) -> None:
-        """One transaction per 100, each put conditional on our claim being the last write; best
-        effort, counted when it fails: a lease that stays runs out by itself, and a claim that
-        stays is for a change Segment sends again."""
+        One put per record (its changes may fall on both sides), one transaction per 100, each
+        conditional on our claim being the record's last write; best effort, counted when it
+        fails: a lease that stays runs out by itself."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        writes = [(change, self._settled(change, undo)) for change in claims if change.written is not None]
+        undone = {id(change) for change in undo}
+        records: dict[str, list[Claim]] = {}
+        for change in (*undo, *keep):
+            if change.written is not None:
+                records.setdefault(change.key, []).append(change)
+        writes = [_settled(changes, undone) for changes in records.values()]
         for start in range(0, len(writes), MAX_TRANSACTION_ITEMS):
             batch = writes[start : start + MAX_TRANSACTION_ITEMS]
             try:
                 while batch:
-                    puts = [self._put(item, _version(item) - 1) for _change, item in batch]
-                    reasons = self._transact(puts)
+                    reasons = self._transact([self._put(item) for item in batch])
                     if reasons is None:
                         break
                     # A record another request has claimed since needs nothing from us: its change
                     # is newer. The others are settled without it.
                     kept = zip(batch, reasons, strict=True)
-                    batch = [write for write, reason in kept if (reason.get("Code") or "None") == "None"]
+                    batch = [item for item, reason in kept if (reason.get("Code") or "None") == "None"]
             except (BotoCoreError, ClientError) as exc:
                 count("OrderingSettleFailures")
                 logger.warning("ordering claims not settled", extra={"error": type(exc).__name__})
-            else:
-                if undo:
-                    count("OrderingClaimsUndone", len(writes[start : start + MAX_TRANSACTION_ITEMS]))
+        if undone:
+            count("OrderingClaimsUndone", len(undone))
 
-    @staticmethod
-    def _settled(change: Claim, undo: bool) -> Item:
-        """The record after settling the change: its lease gone, and (undo) its stamps put back."""
-        written = change.written or {}
-        item = {name: value for name, value in written.items() if name not in ("lease", "owner")}
-        if undo:
-            for slot in change.claimed:
+
+def _settled(changes: list[Claim], undone: set[int]) -> Item:
+    """The record after settling its changes: lease gone, undone slots back to their previous
+    stamp and state, and every settled slot's previous one closed (`p:` = `s:`), so a later
+    claim's `p:` says exactly what that claim replaced."""
+    written = changes[0].written or {}
+    item = {name: value for name, value in written.items() if name not in ("lease", "owner")}
+    for change in changes:
+        for slot in change.claimed:
+            if id(change) in undone:
                 item[f"s:{slot}"] = written.get(f"p:{slot}", {"S": _NONE})
-        item["ver"] = {"N": str(_version(written) + 1)}
-        return item
+                item[f"v:{slot}"] = written.get(f"pv:{slot}", {"S": _NONE})
+            item[f"p:{slot}"], item[f"pv:{slot}"] = item[f"s:{slot}"], item[f"v:{slot}"]
+    item["ver"] = {"N": str(_version(written) + 1)}
+    return item
 
 
 def _now_ms() -> int:

@@ -2,8 +2,8 @@
 
 Point one service at it (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`) and
 choose what that service does: pass requests through to moto, refuse connections (the port is
-closed, like an unreachable VPC endpoint), answer throttling, access-denied or 5xx errors, or hang
-without an answer. The other services keep talking to moto directly.
+closed, like an unreachable VPC endpoint), answer throttling, access-denied, validation or 5xx
+errors, pass requests on late, or hang without an answer. The other services keep talking to moto directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-Mode = Literal["pass", "refuse", "throttle", "error", "deny", "hang"]
+Mode = Literal["pass", "refuse", "throttle", "error", "deny", "invalid", "hang", "slow"]
 
 # What a throttled or failing AWS JSON-protocol service answers (botocore reads `__type`).
 _ERRORS: dict[str, tuple[int, str, str]] = {
@@ -31,6 +31,8 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "throttle-secretsmanager": (400, "ThrottlingException", "Rate exceeded"),
     "error": (503, "ServiceUnavailable", "Service unavailable"),
     "deny": (400, "AccessDeniedException", "User is not authorized to perform this action"),
+    # what DynamoDB answers a malformed request (e.g. a BatchGetItem key list with duplicates)
+    "invalid": (400, "com.amazon.coral.validate#ValidationException", "Invalid request"),
 }
 
 
@@ -95,7 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if mode in ("throttle", "error", "deny"):
+        if mode == "slow":  # a service that answers, late
+            time.sleep(proxy.slow_s)
+        if mode in ("throttle", "error", "deny", "invalid"):
             key = f"throttle-{proxy.service}" if mode == "throttle" else mode
             status, kind, message = _ERRORS[key]
             proxy.failed += 1
@@ -144,6 +148,7 @@ class AwsFaultProxy:
         self.seen = 0  # requests that reached the proxy (refused connections never do)
         self.failed = 0
         self.hang_s = 30.0
+        self.slow_s = 0.1  # how late "slow" passes each request on
         self.only: str | None = None  # apply the mode only to this operation (X-Amz-Target part)
         self.operations: list[str] = []  # every request's operation name (e.g. "BatchGetItem")
         self.released = threading.Event()

@@ -60,10 +60,36 @@ def capture_logs() -> Iterator[None]:
     logger.removeHandler(handler)
 
 
+def _serialise_moto_transactions() -> None:
+    """Make moto's TransactWriteItems atomic, as DynamoDB's is.
+
+    moto applies a transaction's items one by one and, when one fails, restores a copy of the
+    whole table; its threaded server runs requests at once, so two concurrent transactions can
+    both pass their conditions, and a read can see a write that is then rolled back. The race
+    tests prove the design on DynamoDB's guarantee (transactions serialised, reads see committed
+    items), so they get it here: transactions and item reads share one lock."""
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("transact_write_items", "get_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        @functools.wraps(original)
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, locked)
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    _serialise_moto_transactions()
     (port,) = free_ports(1)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

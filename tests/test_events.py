@@ -121,6 +121,24 @@ def test_an_unusable_timestamp_falls_back_to_received_at_then_to_arrival(times, 
     assert validate_event(0, raw, NOW).timestamp == expected
 
 
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ({"timestamp": "2026-11-27T12:59:00.000Z"}, "2026-11-27T12:59:00.000Z"),  # within the skew
+        (
+            {"timestamp": "9999-12-31T23:59:59.999Z", "receivedAt": "2026-11-27T11:59:59.000Z"},
+            "2026-11-27T11:59:59.000Z",
+        ),
+        ({"timestamp": "2026-11-27T13:00:01.000Z", "receivedAt": "2026-11-27T13:00:01.000Z"}, NOW),
+    ],
+    ids=["slightly-ahead", "far-future", "received-at-ahead-too"],
+)
+def test_a_timestamp_too_far_after_arrival_orders_by_received_at_then_by_arrival(times, expected):
+    event = validate_event(0, support.group(**times), NOW)
+    assert event.order_time == expected
+    assert event.timestamp == times["timestamp"]  # the events-list row keeps what the event said
+
+
 def test_timestamps_are_normalised_to_utc_milliseconds():
     assert iso_utc("2026-11-27T11:15:30.123456+01:00") == "2026-11-27T10:15:30.123Z"
     assert iso_utc("2026-11-27T10:15:30Z") == "2026-11-27T10:15:30.000Z"

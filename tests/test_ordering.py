@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from handler.claims import BUSY, ORDERING_ERROR
+from handler.ordering import record_key
 from sandbox import Fault
 from tests import support
 from tests.support import api_event, invoke, redelivered
@@ -42,6 +44,20 @@ def until_settled(request: dict[str, Any], attempts: int = 6) -> tuple[int, dict
         time.sleep(0.2)
         status, body, _ = invoke(redelivered(request))
     return status, body
+
+
+def removes(stack: Any) -> list[Any]:
+    """The REMOVE calls SMC received (DELETE; the ADD's path contains REMOVE_PATH too)."""
+    return [call for call in stack.smc_calls(REMOVE_PATH) if call.method == "DELETE"]
+
+
+def membership_record(stack: Any) -> dict[str, str]:
+    """MEMBER's ordering record for users/vip, as DynamoDB holds it (string attributes)."""
+    import boto3
+
+    key = record_key("member", support.ORG.lower(), "users", "vip", "customer_id", MEMBER)
+    item = boto3.client("dynamodb").get_item(TableName=stack.state_table, Key={"id": {"S": key}})["Item"]
+    return {name: value["S"] for name, value in item.items() if "S" in value}
 
 
 def outcome_of(body: dict[str, Any], message_id: str) -> tuple[str, str] | None:
@@ -129,6 +145,69 @@ def test_a_change_smc_refuses_for_good_does_not_advance_the_record(stack):
     assert status == 200 and body["delivered"] == 1 and is_member(stack), body
 
 
+# -- several changes of one record in one request --------------------------------------------------
+def test_two_changes_of_one_member_in_a_request_apply_the_newer_whatever_the_matchkey_case(stack):
+    assert invoke(bearer([change("ADD", at(9))]))[0] == 200
+    newer = change("ADD", at(11))
+    older = change("REMOVE", at(10))
+    older["traits"]["matchkey"] = "customer_id"  # SMC's names are case-insensitive: the same member
+    stack.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([newer, older]))
+    assert status == 200, body
+    assert removes(stack) == []
+    assert is_member(stack)
+    # and the record holds the newer change, so the older one stays stale on its own later
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))
+    assert status == 200 and body["duplicate"] == 1 and is_member(stack), body
+
+
+def test_a_store_refusing_the_request_as_invalid_retries_the_change_instead_of_sending_it(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    proxy.only = "BatchGetItem"
+    proxy.set_mode("invalid")
+    event = change("ADD", at(10))
+    status, body, _ = invoke(bearer([event]))
+    assert status == 503 and body["retried"] == 1, body
+    assert outcome_of(body, event["messageId"]) == ("retried", ORDERING_ERROR)
+    assert stack.smc_calls(ADD_PATH) == [] and not is_member(stack)
+
+
+# -- timestamps that cannot order ------------------------------------------------------------------
+def test_a_timestamp_far_in_the_future_is_ordered_by_received_at_so_a_newer_change_still_wins(stack):
+    future = change("ADD", "9999-12-31T23:59:59.999Z", receivedAt=at(10))
+    status, body, _ = invoke(bearer([future]))
+    assert status == 200 and body["delivered"] == 1 and is_member(stack), body
+    status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
+    assert status == 200 and body["delivered"] == 1, body
+    assert not is_member(stack)
+
+
+# -- a send SMC did not take never advances the record ---------------------------------------------
+def test_a_failed_send_leaves_the_record_so_an_older_change_is_still_applied(stack):
+    assert invoke(bearer([change("ADD", at(9))]))[0] == 200
+    stack.sandbox.inject(Fault(status=503, times=-1, method="DELETE", path_contains=REMOVE_PATH))
+    failed = bearer([change("REMOVE", at(11))])
+    assert invoke(failed)[0] == 503
+    stack.sandbox.clear_faults()
+    status, body, _ = invoke(bearer([change("ADD", at(10))]))
+    assert status == 200 and body["delivered"] == 1, body  # not stale: the REMOVE never happened
+    # Segment's retry of the failed REMOVE, the newest change, lands last
+    status, body = until_settled(redelivered(failed))
+    assert status == 200 and not is_member(stack), body
+
+
+def test_an_undone_claim_puts_back_both_the_stamp_and_the_state_before_it(stack):
+    assert invoke(bearer([change("ADD", at(9))]))[0] == 200
+    before = membership_record(stack)
+    stack.sandbox.inject(
+        Fault(result_code="Failed", invalid_rows=[0], method="DELETE", path_contains=REMOVE_PATH)
+    )
+    status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
+    assert status == 400 and body["rejected"] == 1, body
+    after = membership_record(stack)
+    assert (after["s:member"], after["v:member"]) == (before["s:member"], "ADD")
+
+
 # -- concurrent requests: the newer change wins every interleaving --------------------------------
 def race(stack: Any, first: dict[str, Any], second: dict[str, Any], delay_path: str, method: str) -> None:
     """`first` is sent, its SMC call held for a second; `second` is sent while it is in flight.
@@ -163,6 +242,28 @@ def test_concurrent_changes_of_one_member_end_with_the_newest(stack, first, seco
     path, method = (ADD_PATH, "POST") if first[0] == "ADD" else (REMOVE_PATH, "DELETE")
     race(stack, change(first[0], at(first[1])), change(second[0], at(second[1])), path, method)
     assert is_member(stack) is member
+
+
+def test_a_newer_change_held_by_another_requests_lease_is_retried_never_sent_alongside(stack, aws_proxy):
+    # A slow store makes the claim's waits on the lease outlast the calls' wait for the claim.
+    proxy = aws_proxy("dynamodb")
+    proxy.only = "BatchGetItem"
+    proxy.slow_s = 0.1
+    proxy.set_mode("slow")
+    stack.sandbox.inject(Fault(delay_s=2.0, times=1, method="POST", path_contains=ADD_PATH))
+    first: list[int] = []
+    older = threading.Thread(target=lambda: first.append(until_settled(bearer([change("ADD", at(10))]))[0]))
+    older.start()
+    time.sleep(0.5)  # the ADD is claimed and on its way to SMC
+    newer = change("REMOVE", at(11))
+    request = bearer([newer])
+    status, body, _ = invoke(request)
+    assert status == 503 and outcome_of(body, newer["messageId"]) == ("retried", BUSY), body
+    assert removes(stack) == []
+    older.join()
+    status, body = until_settled(redelivered(request))
+    assert first == [200] and status == 200, body
+    assert not is_member(stack)
 
 
 def test_concurrent_changes_started_together_end_with_the_newest(stack):

@@ -105,6 +105,42 @@ def test_a_stale_identify_never_overwrites_a_newer_value(profiles):
     assert row["FIRSTNAME"] == "Bo"  # the older event's other column was newer news: applied
 
 
+def test_two_identifies_of_one_profile_in_a_request_apply_the_newer_traits(profiles):
+    newer = support.identify(
+        userId="p-5", traits={"email": "new@example.com"}, timestamp="2026-11-28T10:00:00Z"
+    )
+    older = support.identify(
+        userId="p-5", traits={"email": "old@example.com"}, timestamp="2026-11-27T10:00:00Z"
+    )
+    profiles.sandbox.clear_requests_log()
+    status, body, _ = invoke(bearer([newer, older]))
+    assert status == 200, body
+    # the older profile row is never sent (its events-list row is: that part overwrites nothing)
+    assert [call.rows for call in profiles.smc_calls(f"/lists/{USERS}/data/load")] == [1]
+    assert profile(profiles, "p-5")["MAIL"] == "new@example.com"
+    # the record holds the newer value: the older identify alone is stale too
+    status, body, _ = invoke(bearer([older]))
+    assert status == 200, body
+    assert profile(profiles, "p-5")["MAIL"] == "new@example.com"
+
+
+def test_a_stale_remove_stays_stale_beside_two_identifies_of_one_profile(profiles):
+    victim = support.group("ADD", userId="victim", timestamp="2026-11-27T11:00:00.000Z")
+    assert invoke(api_event(victim))[0] == 200
+    first = support.identify(
+        userId="s-p", traits={"email": "old@example.com", "firstName": "Bo"}, timestamp="2026-11-27T11:00:00Z"
+    )
+    second = support.identify(
+        userId="s-p", traits={"email": "new@example.com"}, timestamp="2026-11-27T12:00:00Z"
+    )
+    remove = support.group("REMOVE", userId="victim", timestamp="2026-11-27T10:00:00.000Z")
+    status, body, _ = invoke(bearer([first, second, remove]))
+    assert status == 200 and body["duplicate"] == 1, body
+    assert members(profiles, "vip") == {"victim"}
+    row = profile(profiles, "s-p")
+    assert (row["MAIL"], row["FIRSTNAME"]) == ("new@example.com", "Bo")  # per column, newest wins
+
+
 def test_profile_and_events_row_of_one_request_are_both_delivered_with_one_call_per_target(profiles):
     events = [support.identify(userId=f"p-{i}", traits={"email": f"p{i}@example.com"}) for i in range(20)]
     events += [support.track("Signed Up") for _ in range(5)]

@@ -44,5 +44,6 @@ def membership(
     # SMC names are case-insensitive: `VIP` and `vip` are one segment, so one ordering record.
     names = (settings.organization, list_name, segment, matchkey)
     key = record_key("member", *(name.lower() for name in names), user_id)
-    claim = Claim(key, {"member": method}, stamp(event.timestamp, event.message_id))
-    return Operation(target, [user_id], [event.index], order=(event.timestamp, event.message_id), claim=claim)
+    order = (event.order_time, event.message_id)
+    claim = Claim(key, {"member": method}, stamp(*order))
+    return Operation(target, [user_id], [event.index], order=order, claim=claim)

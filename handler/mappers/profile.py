@@ -77,6 +77,6 @@ def map_profile(event: SegmentEvent, settings: Settings) -> list[Operation]:
     claim = Claim(
         record_key("profile", *names, event.user_id),
         dict.fromkeys(columns, "set"),
-        stamp(event.timestamp, event.message_id),
+        stamp(event.order_time, event.message_id),
     )
     return [Operation(profile_target(profiles, tuple(columns)), row, [event.index], claim=claim)]
