@@ -29,6 +29,8 @@ class Credentials:
     shared_secrets: tuple[str, ...] = field(repr=False)  # current first, then the previous one
     bearer_tokens: tuple[str, ...] = field(repr=False)
     api_key_expires_at: datetime | None = None  # UTC; when SMC stops accepting the key
+    # `apiKeyExpiresAt` is there but not a date: only the warning is lost, never the delivery.
+    api_key_expiry_unreadable: bool = False
 
     @property
     def smc_api_key_header(self) -> str:
@@ -45,20 +47,22 @@ def _optional_str(secret: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def parse_key_expiry(secret: Mapping[str, Any]) -> datetime | None:
-    """The optional `apiKeyExpiresAt` (ISO 8601 date or date-time; UTC unless it says otherwise).
+KEY_EXPIRY_UNREADABLE = "secret field apiKeyExpiresAt must be an ISO 8601 date or date-time"
+
+
+def parse_key_expiry(secret: Mapping[str, Any]) -> tuple[datetime | None, bool]:
+    """The optional `apiKeyExpiresAt` (ISO 8601 date or date-time; UTC unless it says otherwise),
+    and whether it is there but unreadable (`check` fails on that; delivery goes on without it).
 
     A date alone means the start of that day: the key is treated as expired from then on.
     """
-    value = _optional_str(secret, "apiKeyExpiresAt")
-    if value is None:
-        return None
+    value = secret.get("apiKeyExpiresAt")
+    if value is None or value == "":
+        return None, False
     try:
-        return utc_time(value)
+        return utc_time(value) if isinstance(value, str) else None, not isinstance(value, str)
     except ValueError:
-        raise ConfigurationError(
-            "secret field apiKeyExpiresAt must be an ISO 8601 date or date-time"
-        ) from None
+        return None, True
 
 
 def utc_time(value: str) -> datetime:
@@ -79,12 +83,14 @@ def parse_secret(secret: object) -> Credentials:
     bearer = tuple(
         t for t in (_optional_str(secret, "bearerToken"), _optional_str(secret, "bearerTokenPrevious")) if t
     )
+    expires_at, unreadable = parse_key_expiry(secret)
     return Credentials(
         api_key=values["apiKey"] or "",
         api_secret=values["apiSecret"] or "",
         shared_secrets=shared,
         bearer_tokens=bearer,
-        api_key_expires_at=parse_key_expiry(secret),
+        api_key_expires_at=expires_at,
+        api_key_expiry_unreadable=unreadable,
     )
 
 

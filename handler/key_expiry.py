@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from handler.credentials import Credentials
-from handler.observability import gauge
+from handler.credentials import KEY_EXPIRY_UNREADABLE, Credentials
+from handler.observability import count, gauge, logger
 
 WARN_DAYS = 30  # `smc-destination check` warns from here; the alarm fires below 14 (template.yaml)
 
@@ -24,9 +24,17 @@ class KeyExpiryReport:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reported: datetime | None = None
+        self._unreadable = False
 
     def __call__(self, credentials: Credentials) -> None:
         """A `CredentialStore` read hook."""
+        if credentials.api_key_expiry_unreadable:
+            with self._lock:
+                first, self._unreadable = not self._unreadable, True
+            if first:
+                count("SmcKeyExpiryUnreadable")
+                logger.warning("no SmcKeyDaysLeft", extra={"detail": KEY_EXPIRY_UNREADABLE})
+            return
         expires_at = credentials.api_key_expires_at
         with self._lock:
             if expires_at is None or expires_at == self._reported:

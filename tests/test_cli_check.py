@@ -94,6 +94,17 @@ def test_key_expiry_is_a_warning_when_the_secret_has_no_date(
     assert "warn  the secret has no apiKeyExpiresAt" in "\n".join(lines)
 
 
+def test_an_expiry_that_is_not_a_date_fails_the_check_and_names_the_field_not_its_value(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.set_secret(apiKeyExpiresAt="31/03/2027")
+    code, lines = run_check(capsys)
+    assert code == 1
+    (line,) = failures(lines)
+    assert "apiKeyExpiresAt is not an ISO 8601 date" in line and "delivery goes on" in line
+    assert "31/03/2027" not in "\n".join(lines)
+
+
 def test_a_missing_events_list_points_to_provision(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = run_check(capsys, "--events-list", "no_such_list")
     assert code == 1

@@ -141,6 +141,26 @@ def test_status_exits_1_when_retried_events_exceed_the_threshold(
     assert "smc-destination check" in out
 
 
+@pytest.mark.parametrize("metric", ["ConfigurationErrors", "UnexpectedErrors"])
+def test_status_exits_1_when_requests_failed_before_any_event_was_settled(
+    cloudwatch: Any, capsys: pytest.CaptureFixture[str], metric: str
+) -> None:
+    # a typo in a setting or a crash: no outcome is counted at all, yet nothing is delivered
+    end = past_end()
+    traffic(cloudwatch, end, **{metric: 12})
+    code, out = status(capsys, "--end", end.isoformat())
+    assert code == 1
+    assert f"FAIL  {metric}: 12 in the window" in out
+
+
+def test_a_window_longer_than_fifteen_days_uses_whole_five_minute_periods() -> None:
+    from handler.cli.status import window
+
+    for hours in (361, 401, 1000, 24 * 63):
+        assert window(hours, datetime.now(UTC)).period_s % 300 == 0, hours
+    assert window(3, datetime.now(UTC)).period_s % 60 == 0
+
+
 def test_status_warns_and_says_what_it_lacks_when_there_is_no_traffic_and_no_stack(
     cloudwatch: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,7 +231,8 @@ def test_status_is_a_usage_error_when_the_stack_does_not_exist(
     ("args", "message"),
     [
         (["--hours", "0"], "--hours must be above 0"),
-        (["--max-rejected-pct", "-1"], "--max-rejected-pct must not be negative"),
+        (["--max-rejected-pct", "-1"], "--max-rejected-pct must be between 0 and 100"),
+        (["--max-rejected-pct", "nan"], "--max-rejected-pct must be between 0 and 100"),
         ([], "no AWS region"),
     ],
 )

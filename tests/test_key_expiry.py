@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from handler.credentials import parse_secret
-from handler.errors import ConfigurationError
 from tests import support
 from tests.conftest import default_secret
 from tests.support import api_event, invoke
@@ -41,13 +40,24 @@ def test_expiry_is_none_when_the_secret_has_none() -> None:
 
 
 @pytest.mark.parametrize("value", ["31/03/2027 " + support.SMC_SECRET, 20270331])
-def test_a_bad_expiry_is_a_configuration_error_naming_the_field_not_its_value_when_not_iso(
-    value: Any,
+def test_an_unreadable_expiry_costs_the_warning_never_the_secret(value: Any) -> None:
+    credentials = parse_secret({**default_secret(), "apiKeyExpiresAt": value})
+    assert credentials.api_key_expires_at is None and credentials.api_key_expiry_unreadable
+    assert credentials.api_key == default_secret()["apiKey"]
+
+
+def test_events_are_delivered_while_the_expiry_is_a_typo_and_it_is_counted_once(
+    stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ConfigurationError) as error:
-        parse_secret({**default_secret(), "apiKeyExpiresAt": value})
-    assert "apiKeyExpiresAt" in str(error.value)
-    assert str(value) not in str(error.value)
+    stack.set_secret(apiKeyExpiresAt="31/03/2027")
+    capsys.readouterr()
+    for _ in range(2):
+        status, body, _ = support.invoke(support.api_event(support.track()))
+        assert status == 200 and body["delivered"] == 1, body
+    out = capsys.readouterr().out
+    assert out.count('"SmcKeyExpiryUnreadable":[1.0]') == 1  # once per process, not per request
+    assert '"SmcKeyDaysLeft":[' not in out
+    assert "31/03/2027" not in out
 
 
 def test_key_days_left_is_emitted_once_per_process_when_the_secret_has_an_expiry(

@@ -185,3 +185,58 @@ def test_the_next_invocation_gets_a_new_environment_when_the_process_dies_or_tim
     assert failed.error_type == error_type, failed.payload
     assert answered.ok and answered.payload == b'{"after": "' + trigger.encode() + b'"}'
     assert function.starts == 2
+
+
+def test_the_queue_consumer_delivers_retries_and_dead_letters_when_the_built_artifact_runs_it(
+    stack, moto_endpoint, lambda_artifact, lambda_runtime, function_log
+):
+    """DeliveryFunction's handler from the same artifact: its code paths (delivery, a retry sent
+    back as a delayed message, a dead letter) import modules the webhook's never touch."""
+    import json
+
+    import boto3
+
+    from tests import support
+    from tests.support import api_event, invoke, sqs_event
+
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="artifact-dlq")["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName="artifact-delivery")["QueueUrl"]
+    queued = {"DELIVERY_MODE": "queued", "DELIVERY_QUEUE_URL": queue_url, "DEAD_LETTER_QUEUE_URL": dlq_url}
+    # Given a message the webhook (in-process) enqueued: one event to deliver, one SMC refuses for
+    # good, one whose segment SMC lacks
+    support.narrow_event_name(stack.sandbox)
+    good, bad = support.track(), support.track("x" * support.TOO_LONG_FOR_NARROW)
+    waiting = support.group("ADD", segment="no_such_segment")
+    stack.set_env(**queued)
+    invoke(api_event([good, bad, waiting], signature=False, bearer=support.BEARER_TOKEN))
+    messages = sqs.receive_message(QueueUrl=queue_url, AttributeNames=["All"], VisibilityTimeout=60)[
+        "Messages"
+    ]
+    # When the artifact's consumer runs the SQS batch under the runtime client
+    from devstack.stack import POWERTOOLS_ENV
+    from handler.settings import ENV_VARS
+
+    settings = {name: os.environ[name] for name in ENV_VARS if os.environ.get(name)}  # the stack's
+    settings.update(POWERTOOLS_ENV)
+    config = FunctionConfig(
+        region=os.environ["AWS_REGION"], handler="handler.consumer.lambda_handler", timeout_ms=60_000
+    )
+    with ArtifactFunction(
+        lambda_artifact,
+        {**aws_env(moto_endpoint), **settings},
+        function_log,
+        runtime_dir=lambda_runtime,
+        config=config,
+    ) as function:
+        answer = function.call(sqs_event(messages))
+    # Then the message is done, the good row is in SMC, the refused one is a dead letter and the
+    # waiting one a new delayed message
+    assert answer == {"batchItemFailures": []}
+    assert [row["MESSAGE_ID"] for row in stack.rows()] == [good["messageId"]]
+    (letter,) = sqs.receive_message(QueueUrl=dlq_url, VisibilityTimeout=0)["Messages"]
+    assert json.loads(letter["Body"])["events"][0]["messageId"] == bad["messageId"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime
 
 from handler.cli.common import (
     EXIT_OK,
@@ -21,6 +20,7 @@ from handler.cli.common import (
 )
 from handler.cli.lists import compare_columns, get_fields, get_list, get_segments, organization_found
 from handler.cli.profiles_check import check_profiles
+from handler.credentials import Credentials
 from handler.errors import ConfigurationError, DependencyUnavailableError, SmcAuthError, SmcError
 from handler.key_expiry import WARN_DAYS, days_left
 from handler.names import is_api_name
@@ -64,9 +64,19 @@ def _parse_segment(spec: str) -> tuple[str, str | None, str | None]:
     return list_name, segment or None, matchkey or None
 
 
-def _check_key_expiry(expires_at: datetime | None, findings: Findings) -> None:
-    rotate = "create a new key in SMC and put it in the secret (README.md, 'Rotating credentials')"
+def _check_key_expiry(credentials: Credentials, findings: Findings, source: str) -> None:
+    rotate = "create a new key in SMC and put it in the secret (docs/deploying.md, 'Rotating credentials')"
+    expires_at = credentials.api_key_expires_at
+    if credentials.api_key_expiry_unreadable:
+        findings.fail(
+            "the secret's apiKeyExpiresAt is not an ISO 8601 date: nothing warns before the key expires"
+            " (delivery goes on)",
+            'write the key\'s expiration date from SMC as text, e.g. "apiKeyExpiresAt": "2027-03-31"',
+        )
+        return
     if expires_at is None:
+        if source == "--api-key":
+            return  # a key given on the command line has no secret to hold its date
         findings.warn(
             "the secret has no apiKeyExpiresAt: nothing warns before the SMC key expires",
             'add the key\'s expiration date from SMC, e.g. "apiKeyExpiresAt": "2027-03-31"',
@@ -186,7 +196,7 @@ def run(args: argparse.Namespace, findings: Findings | None = None) -> int:
             )
             return EXIT_PROBLEMS
         findings.ok(f"SMC service account read from {smc.credentials_origin}")
-        _check_key_expiry(credentials.api_key_expires_at, findings)
+        _check_key_expiry(credentials, findings, smc.credentials_origin)
         _check_reachable(smc, findings)
         organization = organization_found(smc)
         findings.ok(f"credentials accepted and organization '{settings.organization}' found")

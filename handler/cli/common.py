@@ -255,8 +255,9 @@ def _file_credentials(path: Path) -> StaticCredentials:
             f"--secret-file {path} has no apiKey and apiSecret",
             'write {"apiKey": "…", "apiSecret": "…"} (the shape of the Lambda\'s secret)',
         )
-    expires_at = parse_key_expiry(data)
-    return StaticCredentials(Credentials(key, secret, (), (), expires_at), f"--secret-file {path}")
+    expires_at, unreadable = parse_key_expiry(data)
+    credentials = Credentials(key, secret, (), (), expires_at, unreadable)
+    return StaticCredentials(credentials, f"--secret-file {path}")
 
 
 def _credentials(args: argparse.Namespace) -> StaticCredentials | None:

@@ -95,10 +95,19 @@ PANELS: tuple[Panel, ...] = (
         (
             Metric("SmcRequests", "requests"),
             Metric("SmcResponses2xx", "2xx"),
+            Metric("SmcResponses3xx", "3xx"),
             Metric("SmcResponses4xx", "4xx"),
             Metric("SmcResponses429", "429"),
             Metric("SmcResponses5xx", "5xx"),
             Metric("SmcConnectionErrors", "connection errors"),
+        ),
+        status=True,
+    ),
+    Panel(
+        "Requests that could not be delivered at all",
+        (
+            Metric("ConfigurationErrors", "configuration errors"),  # a setting or the secret unusable
+            Metric("UnexpectedErrors", "unexpected errors"),  # a bug: the request answered 500
         ),
         status=True,
     ),

@@ -39,6 +39,13 @@ LOG_GROUPS = ("FunctionLogGroup", "DeliveryFunctionLogGroup")  # template.yaml l
 JUDGED = ("rejected", "retried")
 SETTLED = ("delivered", "filtered", "duplicate", "rejected", "retried")  # "enqueued" settles later
 _WINDOW_VALUE: dict[str, Callable[[list[float]], float]] = {"Sum": sum, "Minimum": min}  # others: max
+# Requests stopped before any event was settled: they count in no outcome, so each is judged alone.
+STOPPED = {
+    "ConfigurationErrors": "a setting or the secret is unusable (every request fails until fixed): "
+    "run `smc-destination check` and read the function's `cannot deliver` log lines",
+    "UnexpectedErrors": "the function crashed on requests (answered 500, Segment retries): read its "
+    "`function crashed` log lines",
+}
 _FIXES = {
     "rejected": "rejected events are lost: fix their cause (reasons above), then resend them with "
     "`smc-destination replay`",
@@ -103,7 +110,10 @@ class Window:
 def window(hours: float, end: datetime) -> Window:
     """About `hours` hours up to `end`, in at most `BUCKETS` whole-minute periods."""
     seconds = hours * 3600
-    period = max(60, math.ceil(seconds / BUCKETS / 60) * 60)
+    # CloudWatch answers data older than 15 days only for periods of whole 5 minutes, older than
+    # 63 days whole hours: coarse windows round their period up to 5 minutes.
+    unit = 60 if hours <= 15 * 24 else 300
+    period = max(60, math.ceil(seconds / BUCKETS / unit) * unit)
     buckets = math.ceil(seconds / period)
     last = datetime.fromtimestamp(math.ceil(end.timestamp() / period) * period, UTC)
     return Window(last - timedelta(seconds=period * buckets), period, buckets)
@@ -203,7 +213,7 @@ def sparkline(values: Sequence[float | None]) -> str:
         if value is None:
             line += " "
         else:
-            line += SPARKS[round(value / top * (len(SPARKS) - 1)) if top > 0 else 0]
+            line += SPARKS[round(max(0.0, value) / top * (len(SPARKS) - 1)) if top > 0 else 0]
     return line
 
 
@@ -245,6 +255,9 @@ def _print_reasons(
 def judge(sections: list[tuple[Panel, list[Row]]], max_pct: float, findings: Findings) -> None:
     """Rejected and retried events as a share of the settled ones: a FAIL above `max_pct`."""
     totals = {row.metric.name: row.total or 0 for _, rows in sections for row in rows}
+    for name, fix in STOPPED.items():
+        if totals.get(name, 0) > 0:
+            findings.fail(f"{name}: {totals[name]:,.0f} in the window", fix)
     settled = sum(totals.get(outcome_metric(o), 0) for o in SETTLED)
     if not settled:
         findings.warn("no events were settled in the window: nothing to judge")
@@ -266,11 +279,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.hours <= MAX_HOURS:
         raise CliError(f"--hours must be above 0 and at most {MAX_HOURS}", "e.g. --hours 3")
-    if args.max_rejected_pct < 0:
-        raise CliError("--max-rejected-pct must not be negative", "e.g. --max-rejected-pct 1")
+    if not 0 <= args.max_rejected_pct <= 100:  # also refuses nan
+        raise CliError("--max-rejected-pct must be between 0 and 100", "e.g. --max-rejected-pct 1")
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     if not session.region_name:
-        raise CliError("no AWS region", "pass --region (the stack's), or set AWS_REGION")
+        raise CliError("no AWS region", "pass --region (the stack's), or set AWS_DEFAULT_REGION")
     resources = stack_resources(session, args.stack) if args.stack else {}
     span = window(args.hours, args.end or datetime.now(UTC))
     panels = [panel for panel in PANELS if panel.status]
