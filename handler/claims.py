@@ -124,7 +124,11 @@ class ClaimGate:
                 (keep if outcomes.get(id(claim)) in _APPLIED else undo).append(claim)
         if not undo and not keep:
             return
-        settling = self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep)
+        try:
+            settling = self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep)
+        except RuntimeError:  # the interpreter is exiting (the pool shut down): settle here instead
+            self._ordering.settle(undo, keep)
+            return
         if not (wait and undo):
             return  # releases alone never need to be in place before the answer
         # An undo should be in place before the answer: once Segment has it, an older change of

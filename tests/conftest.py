@@ -244,6 +244,11 @@ def stack(moto_endpoint: str, sandbox_server: Any, monkeypatch: pytest.MonkeyPat
         "SMC_TRANSACTIONAL_EVENTS",
         "SMC_TRANSACTIONAL_LANGUAGE",
         "SMC_DELETE_PROFILES",
+        # Queued mode: a test that turns it on (stack.set_env) must not leave it on for the next.
+        "DELIVERY_MODE",
+        "DELIVERY_QUEUE_URL",
+        "DEAD_LETTER_QUEUE_URL",
+        "MAX_EVENT_AGE_SECONDS",
     ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -89,6 +89,15 @@ def throwaway_function(
     )
 
 
+def deployed(
+    artifact: Path, moto_endpoint: str, settings: dict[str, str], log: IO[str], runtime: Path, **config: Any
+) -> ArtifactFunction:
+    """The artifact as a function of the stack: its settings, AWS through moto, the test's region."""
+    function_config = FunctionConfig(region=os.environ["AWS_REGION"], **config)
+    environment = {**aws_env(moto_endpoint), **settings}
+    return ArtifactFunction(artifact, environment, log, runtime_dir=runtime, config=function_config)
+
+
 def test_every_event_file_gets_its_documented_answer_when_the_built_artifact_runs_under_awslambdaric(
     stack, moto_endpoint, lambda_artifact, lambda_runtime, function_log
 ):
@@ -101,15 +110,8 @@ def test_every_event_file_gets_its_documented_answer_when_the_built_artifact_run
         (stack.table, stack.state_table),
         loopback_smc=True,
     )
-    config = FunctionConfig(region=os.environ["AWS_REGION"])
     # When every case goes through the artifact under the runtime client
-    with ArtifactFunction(
-        lambda_artifact,
-        {**aws_env(moto_endpoint), **settings},
-        function_log,
-        runtime_dir=lambda_runtime,
-        config=config,
-    ) as function:
+    with deployed(lambda_artifact, moto_endpoint, settings, function_log, lambda_runtime) as function:
         # Then each answer, outcome count and SMC effect is the one cases.json documents
         check_every_case(stack, lambda event: decode_answer(function.call(event)))
     # And one execution environment served them all, warm after the first, as one Lambda instance
@@ -219,15 +221,9 @@ def test_the_queue_consumer_delivers_retries_and_dead_letters_when_the_built_art
 
     settings = {name: os.environ[name] for name in ENV_VARS if os.environ.get(name)}  # the stack's
     settings.update(POWERTOOLS_ENV)
-    config = FunctionConfig(
-        region=os.environ["AWS_REGION"], handler="handler.consumer.lambda_handler", timeout_ms=60_000
-    )
-    with ArtifactFunction(
-        lambda_artifact,
-        {**aws_env(moto_endpoint), **settings},
-        function_log,
-        runtime_dir=lambda_runtime,
-        config=config,
+    consumer = {"handler": "handler.consumer.lambda_handler", "timeout_ms": 60_000}  # template.yaml
+    with deployed(
+        lambda_artifact, moto_endpoint, settings, function_log, lambda_runtime, **consumer
     ) as function:
         answer = function.call(sqs_event(messages))
     # Then the message is done, the good row is in SMC, the refused one is a dead letter and the
