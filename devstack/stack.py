@@ -154,6 +154,10 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        from devstack.aws_emulator import dynamodb_as_aws_runs_it
+
+        dynamodb_as_aws_runs_it()
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per AWS call on the terminal
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.config.moto_port, verbose=False)
         self._moto.start()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack.aws_emulator import dynamodb_as_aws_runs_it
 from devstack.state import free_ports
 from tests import support
 
@@ -60,64 +61,11 @@ def capture_logs() -> Iterator[None]:
     logger.removeHandler(handler)
 
 
-def _serialise_moto_transactions() -> None:
-    """Make moto's TransactWriteItems atomic, as DynamoDB's is.
-
-    moto applies a transaction's items one by one and, when one fails, restores a copy of the
-    whole table; its threaded server runs requests at once, so two concurrent transactions can
-    both pass their conditions, and a read can see a write that is then rolled back. The race
-    tests prove the design on DynamoDB's guarantee (transactions serialised, reads see committed
-    items), so they get it here: transactions and item reads share one lock."""
-    import copy
-    import functools
-    import threading
-
-    import moto.dynamodb.models as models
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.table import Table
-
-    class OneBackupPerTable:
-        """`copy` as moto's transact_write_items sees it: it backs up the whole table once per
-        item of the transaction (100 deep copies of a table of hundreds of records held the GIL
-        for seconds, and starved every other AWS call of the test); one backup per table is the
-        same rollback."""
-
-        def __init__(self) -> None:
-            self.backups: dict[int, Table] = {}
-
-        def deepcopy(self, value: Any, memo: Any = None) -> Any:
-            if isinstance(value, Table):
-                if id(value) not in self.backups:
-                    self.backups[id(value)] = copy.deepcopy(value)
-                return self.backups[id(value)]
-            return copy.deepcopy(value, memo)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "get_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        @functools.wraps(original)
-        def locked(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
-            with lock:
-                if _name != "transact_write_items":
-                    return _original(*args, **kwargs)
-                models.copy = OneBackupPerTable()  # type: ignore[assignment]
-                try:
-                    return _original(*args, **kwargs)
-                finally:
-                    models.copy = copy
-
-        setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    _serialise_moto_transactions()
+    dynamodb_as_aws_runs_it()
     (port,) = free_ports(1)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
