@@ -72,11 +72,13 @@ def _read(record: dict[str, Any], at: float) -> _Message:
     # SQS took it; a garbled time too, so that it still expires.
     sent_ms = _int(attributes.get("SentTimestamp"), 0)
     sent = sent_ms / 1000 if sent_ms > 0 else at
-    if epoch_of(envelope.received_at) is None:
-        envelope.received_at = utc_text(sent)
-    if epoch_of(envelope.first_seen) is None:
-        envelope.first_seen = envelope.received_at
-    message.first_seen = epoch_of(envelope.first_seen) or sent
+    received = epoch_of(envelope.received_at)
+    if received is None:
+        envelope.received_at, received = utc_text(sent), sent
+    first_seen = epoch_of(envelope.first_seen)
+    if first_seen is None:
+        envelope.first_seen, first_seen = envelope.received_at, received
+    message.first_seen = first_seen
     return message
 
 
@@ -152,7 +154,8 @@ def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runti
     for message in messages:
         message.first = len(raws)
         raws.extend(message.envelope.events)
-        arrivals.extend([message.envelope.received_at or utc_text(at)] * len(message.envelope.events))
+        # `_read` gave every readable message one (an unreadable one has no events)
+        arrivals.extend([str(message.envelope.received_at)] * len(message.envelope.events))
     report, admitted = admit(raws, settings, arrivals)
     remaining_ms = context.get_remaining_time_in_millis() if context is not None else 60_000
     deadline = Deadline((remaining_ms - SAFETY_MARGIN_MS) / 1000)
@@ -167,6 +170,7 @@ def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runti
     plan = _Plan()
     for message in messages:
         _settle_message(message, report, settings, at, plan)
+    retried = len(plan.retries)  # the events' own retries; deferred dead letters follow them
     refused = _write(runtime, settings.dead_letter_queue_url, plan.dead_letters)
     lettered = len(plan.dead_letters) - len(refused)
     if refused:
@@ -182,7 +186,8 @@ def consume(event: dict[str, Any], context: LambdaContext | None, runtime: Runti
     requeued = len(plan.retries) - len(lost)
     retry = {plan.retries[position][1] for position in lost}
     count("MessagesRequeued", requeued)
-    count("EventsRequeued", sum(len(m.indexes) for i, (m, _) in enumerate(plan.retries) if i not in lost))
+    requeued_events = (len(m.indexes) for i, (m, _) in enumerate(plan.retries[:retried]) if i not in lost)
+    count("EventsRequeued", sum(requeued_events))
     count("EventsDeadLettered", lettered)
     count("EventsExpired", plan.expired)
     if retry:

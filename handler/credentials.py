@@ -59,8 +59,10 @@ def parse_key_expiry(secret: Mapping[str, Any]) -> tuple[datetime | None, bool]:
     value = secret.get("apiKeyExpiresAt")
     if value is None or value == "":
         return None, False
+    if not isinstance(value, str):
+        return None, True
     try:
-        return utc_time(value) if isinstance(value, str) else None, not isinstance(value, str)
+        return utc_time(value), False
     except ValueError:
         return None, True
 

@@ -300,8 +300,8 @@ def deliver(
 
 def _outage(failures: list[SmcError]) -> SmcError | None:
     """Why no transactional message should be risked now: SMC was unavailable to a load of this
-    request. A send answered 5xx or 429 cannot be repeated (it may have gone out), so during an
-    outage it is not attempted at all; its event is retried instead of reported unconfirmed."""
+    request. A send answered 500, 502 or 504 cannot be repeated (it may have gone out), so during
+    an outage it is not attempted at all; its event is retried instead of reported unconfirmed."""
     for failure in failures:
         if isinstance(failure, SmcRetryableError) and not isinstance(failure, SmcDeferredError):
             return SmcRetryableError(

@@ -122,8 +122,13 @@ def derive_message_id(raw: dict[str, Any]) -> str:
 
 def utc_text(epoch_s: float) -> str:
     """An epoch time as the ISO 8601 UTC text, milliseconds and `Z`, that Segment writes."""
-    moment = datetime.fromtimestamp(epoch_s, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return _millis_text(datetime.fromtimestamp(epoch_s, UTC))
+
+
+def _millis_text(utc: datetime) -> str:
+    # isoformat, not strftime: twice as fast, and it pads years 1-999 to four digits (strftime's
+    # "999-01-01…" is no ISO 8601 timestamp: SMC would refuse the row).
+    return utc.isoformat(timespec="seconds")[:19] + f".{utc.microsecond // 1000:03d}Z"
 
 
 def epoch_of(value: str | None) -> float | None:
@@ -160,9 +165,7 @@ def iso_utc(value: object) -> str | None:
     except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is in year 10000 in UTC
         count("TimestampsUnusable")
         return None
-    # isoformat, not strftime: twice as fast, and it pads years 1-999 to four digits (strftime's
-    # "999-01-01…" is no ISO 8601 timestamp: SMC would refuse the row).
-    return utc.isoformat(timespec="seconds")[:19] + f".{moment.microsecond // 1000:03d}Z"
+    return _millis_text(utc)
 
 
 def order_time(timestamp: str, received: str, arrived: str) -> str:

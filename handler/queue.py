@@ -12,7 +12,7 @@ per message and per call (SQS's long-standing limit, valid for every queue confi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from handler import requeue
@@ -46,7 +46,6 @@ class Envelope:
     received_at: str | None = None  # when the webhook received them
     first_seen: str | None = None  # when their age window started (absent: received_at)
     attempt: int = 0  # tries that failed retryably so far
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a dead letter's `failure`
 
     def metadata(self) -> dict[str, Any]:
         """The envelope's fields, as written into a body."""
@@ -111,13 +110,11 @@ def unpack(body: str) -> Envelope:
     attempt = data.get("attempt")
     if not isinstance(attempt, int) or isinstance(attempt, bool) or not 0 < attempt <= MAX_ATTEMPT:
         attempt = 0  # absent or not ours: counted afresh (the age window still bounds the tries)
-    known = {"v", "events", "receivedAt", "firstSeen", "attempt"}
     return Envelope(
         events=list(data["events"]),
         received_at=_text(data.get("receivedAt")),
         first_seen=_text(data.get("firstSeen")),
         attempt=attempt,
-        extra={key: value for key, value in data.items() if key not in known},
     )
 
 
@@ -200,6 +197,11 @@ class RedriveResult:
     stopped: str | None = None  # a whole call failed: the redrive ended early, naming why
 
     @property
+    def handled(self) -> int:
+        """Messages it received and dealt with, whatever became of them."""
+        return self.moved + self.not_sent + self.not_deleted
+
+    @property
     def complete(self) -> bool:
         """Whether every message it received was moved and removed."""
         return not (self.not_sent or self.not_deleted or self.stopped)
@@ -220,8 +222,8 @@ def redrive(
     from botocore.exceptions import BotoCoreError, ClientError
 
     result = RedriveResult()
-    while result.moved + result.not_sent + result.not_deleted < limit:
-        want = min(10, limit - result.moved - result.not_sent - result.not_deleted)
+    while result.handled < limit:
+        want = min(10, limit - result.handled)
         try:
             answer = client.receive_message(
                 QueueUrl=dead_letter_url,

@@ -11,8 +11,9 @@ Before a message is sent, a record for it is written on condition that none exis
   sent → the record says `sent`, `delivered`; refused (no profile with that key, bad data) →
   the record is removed (a redelivery may send it once the cause is fixed), `rejected` with
   SMC's reason; not sent now (a recipient's own `ServiceUnavailable`, the journey missing) →
-  removed, `retried`; the answer lost after the request left, or a 429/5xx (neither proves SMC
-  did not send) → the record stays `sending` and the message is `rejected` as unconfirmed.
+  removed, `retried` (so is a 429 or 503: `NOT_PROCESSED_STATUSES`); the answer lost after the
+  request left, or another 5xx (neither proves SMC did not send) → the record stays `sending`
+  and the message is `rejected` as unconfirmed.
 
 No message is risked when it is bound to be lost or wasted: while SMC fails this request's loads
 (an outage a send would likely meet) or while its recipient's profile load is still to be done,
