@@ -125,9 +125,9 @@ class ClaimGate:
         if not undo and not keep:
             return
         try:
-            settling = self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep)
+            settling = self._pool.submit(in_thread_with_trace(self._ordering.settle), undo, keep, self._lease)
         except RuntimeError:  # the interpreter is exiting (the pool shut down): settle here instead
-            self._ordering.settle(undo, keep)
+            self._ordering.settle(undo, keep, self._lease)
             return
         if not (wait and undo):
             return  # releases alone never need to be in place before the answer

@@ -27,7 +27,13 @@ stamp (`s:`) the state it set (`v:`), and while a claim is open the stamp and st
 2. **Send** only what was claimed.
 3. **Settle**, once SMC has answered (`handler.claims`): a change SMC took stands; a change it did
    not take — refused for good, or failed (`retried`) — has its slots put back to the stamps and
-   states before it: a failed send never advances a record. SMC may have applied a failed send
+   states before it: a failed send never advances a record. The records whose changes all stand
+   are not written again: one item, `order#lease-<token>`, says the request is done, which
+   releases its leases on all of them at once (a second transaction of every record would cost
+   as much as the claim, and twice its write capacity); a claim that meets a live lease of
+   another request reads that item before it holds back (only then: an extra read under
+   contention, none otherwise). The item is written only once every undo is in place; when an
+   undo fails, the leases run out by themselves instead. SMC may have applied a failed send
    whose answer was lost; putting the record back is still safe, because Segment retries that
    change (same stamp), which is claimed and applied again, so the newest change lands last. Had
    the claim stood instead, an older change arriving before that retry would be dropped as stale
@@ -51,7 +57,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,6 +65,7 @@ from handler.aws import StateTable
 from handler.observability import count, logger
 
 KEY_PREFIX = "order#"
+LEASE_PREFIX = KEY_PREFIX + "lease-"  # a request's "done" item; inside the prefix its IAM policy allows
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for TransactWriteItems
 MAX_BATCH_GET = 100  # and for BatchGetItem
 _NONE = ""  # a stamp that did not exist
@@ -222,9 +229,10 @@ class OrderingStore(StateTable):
         unread = batch
         for _ in range(_RACE_ROUNDS):
             found = self._read([record.key for record in unread])
+            released = self._released(found.values(), lease)
             writes: list[tuple[_Record, Item, list[Claim]]] = []
             for record in unread:
-                decision = self._decide(record, found.get(record.key), lease)
+                decision = self._decide(record, found.get(record.key), lease, released)
                 if decision == "busy":
                     busy.append(record)
                 elif decision is not None:
@@ -239,14 +247,21 @@ class OrderingStore(StateTable):
                 change.verdict = "busy"
         return busy
 
+    def _released(self, items: Iterable[Item], lease: Lease) -> frozenset[str]:
+        """The tokens of the other requests' live leases among `items` whose requests are done."""
+        tokens = {_text(item, "owner") for item in items if _foreign(item, lease)}
+        if not tokens:
+            return frozenset()
+        done = self._read([LEASE_PREFIX + token for token in sorted(tokens)])
+        return frozenset(key.removeprefix(LEASE_PREFIX) for key in done)
+
     def _decide(
-        self, record: _Record, item: Item | None, lease: Lease
+        self, record: _Record, item: Item | None, lease: Lease, released: frozenset[str] = frozenset()
     ) -> tuple[Item, list[Claim]] | Literal["busy"] | None:
         """The item the record's changes would put (and those changes), "busy", or None when
-        every pending change is stale."""
+        every pending change is stale. `released`: tokens of done requests (their leases are void)."""
         item = item or {}
-        until = item.get("lease", {}).get("N")
-        foreign = until is not None and int(until) >= _now_ms() and _text(item, "owner") != lease.token
+        foreign = _foreign(item, lease) and _text(item, "owner") not in released
         fresh: list[Claim] = []
         held = False
         for change in record.pending():
@@ -342,13 +357,14 @@ class OrderingStore(StateTable):
         return None
 
     # -- 3. settle -----------------------------------------------------------------------------
-    def settle(self, undo: Sequence[Claim], keep: Sequence[Claim]) -> None:
+    def settle(self, undo: Sequence[Claim], keep: Sequence[Claim], lease: Lease) -> None:
         """Close the claims: `undo` (changes SMC did not take) go back to the stamps and states
         before them, `keep` (changes it took) stand; every lease goes.
 
-        One put per record (its changes may fall on both sides), one transaction per 100, each
-        conditional on our claim being the record's last write; best effort, counted when it
-        fails: a lease that stays runs out by itself."""
+        A record with a change to undo is put back (one put per record, one transaction per 100,
+        each conditional on our claim being the record's last write); then one item marks the
+        request done, which releases the leases of the records left as claimed (module
+        docstring). Best effort, counted when it fails: a lease that stays runs out by itself."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         undone = {id(change) for change in undo}
@@ -356,10 +372,14 @@ class OrderingStore(StateTable):
         for change in (*undo, *keep):
             if change.written is not None:
                 records.setdefault(change.key, []).append(change)
-        writes = [_settled(changes, undone) for changes in records.values()]
-        for start in range(0, len(writes), MAX_TRANSACTION_ITEMS):
-            batch = writes[start : start + MAX_TRANSACTION_ITEMS]
-            try:
+        writes = [
+            _settled(changes, undone)
+            for changes in records.values()
+            if any(id(change) in undone for change in changes)
+        ]
+        try:
+            for start in range(0, len(writes), MAX_TRANSACTION_ITEMS):
+                batch = writes[start : start + MAX_TRANSACTION_ITEMS]
                 while batch:
                     reasons = self._transact([self._put(item) for item in batch])
                     if reasons is None:
@@ -368,11 +388,28 @@ class OrderingStore(StateTable):
                     # is newer. The others are settled without it.
                     kept = zip(batch, reasons, strict=True)
                     batch = [item for item, reason in kept if (reason.get("Code") or "None") == "None"]
-            except (BotoCoreError, ClientError) as exc:
-                count("OrderingSettleFailures")
-                logger.warning("ordering claims not settled", extra={"error": type(exc).__name__})
+            if len(writes) < len(records):  # some records still carry our lease: release them
+                self.client.put_item(TableName=self._table, Item=_done(lease))
+        except (BotoCoreError, ClientError) as exc:
+            count("OrderingSettleFailures")
+            logger.warning("ordering claims not settled", extra={"error": type(exc).__name__})
         if undone:
             count("OrderingClaimsUndone", len(undone))
+
+
+def _foreign(item: Item, lease: Lease) -> bool:
+    """Whether another request's lease on the record is live (its request may not be done)."""
+    until = item.get("lease", {}).get("N")
+    return until is not None and int(until) >= _now_ms() and _text(item, "owner") != lease.token
+
+
+def _done(lease: Lease) -> Item:
+    """The item saying the lease's request is done; it outlives the lease by a minute (the
+    records' leases are void anyway once they end), so TTL removes it soon after."""
+    return {
+        "id": {"S": LEASE_PREFIX + lease.token},
+        "expiration": {"N": str(lease.until_ms // 1000 + 60)},
+    }
 
 
 def _settled(changes: list[Claim], undone: set[int]) -> Item:

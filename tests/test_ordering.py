@@ -304,12 +304,65 @@ def test_changes_are_read_in_one_batch_and_claimed_in_one_transaction_per_hundre
     proxy.operations.clear()
     status, body, _ = invoke(bearer(events))
     assert status == 200 and body["delivered"] == 150, body
-    deadline = time.monotonic() + 10
-    while proxy.operations.count("TransactWriteItems") < 4 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the leases are released in the background, after the answer
+    wait_for_release(proxy)
     ops = proxy.operations
     assert ops.count("BatchGetItem") == 2  # 100 + 50 records
-    assert ops.count("TransactWriteItems") == 4  # claims (100 + 50), then releases (100 + 50)
+    assert ops.count("TransactWriteItems") == 2  # claims (100 + 50); no record is written again
+    assert ops.count("PutItem") == 2  # the idempotency record, and the one item releasing 150 leases
+
+
+def wait_for_release(proxy: Any) -> None:
+    """Until the request's "done" item is written (in the background, after the answer)."""
+    deadline = time.monotonic() + 10
+    while proxy.operations.count("PutItem") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_done_request_releases_its_leases_so_the_next_change_is_claimed_without_waiting(
+    stack, aws_proxy, capsys
+):
+    proxy = aws_proxy("dynamodb")
+    proxy.operations.clear()
+    assert invoke(bearer([change("ADD", at(10))]))[0] == 200
+    wait_for_release(proxy)
+    record = membership_record(stack)
+    assert record["s:member"].startswith(at(10)) and record["owner"]  # left as claimed, lease and all
+    proxy.operations.clear()
+    capsys.readouterr()
+    status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
+    assert status == 200 and body["delivered"] == 1 and not is_member(stack), body
+    assert proxy.operations.count("BatchGetItem") == 2  # the record, then the lease owner's "done" item
+    assert '"OrderingBusy"' not in capsys.readouterr().out
+
+
+def test_a_request_whose_undo_failed_keeps_its_leases_rather_than_release_a_record_not_put_back(
+    stack, aws_proxy
+):
+    import boto3
+
+    from handler.ordering import LEASE_PREFIX, Claim, Lease, OrderingStore, resolve, stamp
+
+    proxy = aws_proxy("dynamodb")
+    store = OrderingStore(stack.state_table, 3600, boto3.client("dynamodb", endpoint_url=proxy.url))
+    refused, taken = (
+        Claim(record_key("test", name), {"member": "ADD"}, stamp(at(10), name)) for name in "ab"
+    )
+    lease = Lease.for_seconds(5.0)
+    resolve([refused, taken])
+    store.claim([refused, taken], lease)
+    assert (refused.verdict, taken.verdict) == ("claimed", "claimed")
+    proxy.only = "TransactWriteItems"
+    proxy.set_mode("error")
+    store.settle([refused], [taken], lease)
+    proxy.set_mode("pass")
+    done = boto3.client("dynamodb").get_item(
+        TableName=stack.state_table, Key={"id": {"S": LEASE_PREFIX + lease.token}}
+    )
+    assert "Item" not in done
+    newer = Claim(taken.key, {"member": "REMOVE"}, stamp(at(11), "c"))
+    resolve([newer])
+    store.claim([newer], Lease.for_seconds(5.0), wait_until_ms=0)
+    assert newer.verdict == "busy"  # the lease stands until it runs out
 
 
 def test_rows_that_overwrite_nothing_never_touch_the_ordering_records(stack, aws_proxy):
