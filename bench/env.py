@@ -117,10 +117,10 @@ def reset_sandbox(stack: Stack) -> None:
     admin(stack, "POST", "reset", {"seed": "default"})
     segments = [{"org": ORG, "list": USERS_LIST, "api_name": name} for name in SEGMENTS if name != "vip"]
     admin(stack, "POST", "seed", {"segments": segments})
-    _empty_state_table(stack)
+    empty_state_table(stack)
 
 
-def _empty_state_table(stack: Stack) -> None:
+def empty_state_table(stack: Stack) -> None:
     """Every round meets a small state table, as it meets a small SMC. DynamoDB's latency does not
     grow with a table's size, but moto's TransactWriteItems backs the whole table up (a deep copy)
     before it writes: with the records of every earlier round kept, the emulator, not the product,

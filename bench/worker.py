@@ -210,6 +210,7 @@ def profiles(stack: benv.Stack, scale: float, size: int = 1000) -> dict[str, Any
         product_s: list[float] = []
         floor_s: list[float] = []
         for _ in range(max(1, round(15 * scale))):
+            benv.empty_state_table(stack)  # the SMC state stays: the segments exist from the warm-up
             api_event = request(size, MIX_ENGAGE)
             gc.collect()
             seconds, answer = invoke(api_event)
