@@ -15,6 +15,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -80,9 +81,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         proxy: AwsFaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        with proxy.track(operation):
+            self._serve(proxy)
+
+    def _serve(self, proxy: AwsFaultProxy) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         mode = proxy.mode
-        proxy.operations.append(self.headers.get("X-Amz-Target", "").rpartition(".")[2])
         if proxy.only is not None and proxy.only not in self.headers.get("X-Amz-Target", ""):
             mode = "pass"  # a fault aimed at one operation (e.g. "UpdateItem") spares the others
         proxy.seen += 1
@@ -151,10 +156,26 @@ class AwsFaultProxy:
         self.slow_s = 0.1  # how late "slow" passes each request on
         self.only: str | None = None  # apply the mode only to this operation (X-Amz-Target part)
         self.operations: list[str] = []  # every request's operation name (e.g. "BatchGetItem")
+        self.peak_in_flight: dict[str, int] = {}  # most requests of an operation served at once
+        self._in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
         self.released = threading.Event()
         self._mode: Mode = "pass"
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def track(self, operation: str) -> Iterator[None]:
+        """Count a request of `operation` as served until the block ends."""
+        with self._lock:
+            self.operations.append(operation)
+            now = self._in_flight[operation] = self._in_flight.get(operation, 0) + 1
+            self.peak_in_flight[operation] = max(now, self.peak_in_flight.get(operation, 0))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[operation] -= 1
 
     @property
     def url(self) -> str:

@@ -311,6 +311,19 @@ def test_changes_are_read_in_one_batch_and_claimed_in_one_transaction_per_hundre
     assert ops.count("PutItem") == 2  # the idempotency record, and the one item releasing 150 leases
 
 
+def test_a_request_claims_its_batches_of_a_hundred_records_at_once_not_one_after_another(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    for index in range(250):
+        stack.sandbox.add_segment(support.ORG, "users", f"seg_{index:03d}")
+    events = [support.group("ADD", segment=f"seg_{i:03d}", timestamp=at(10)) for i in range(250)]
+    proxy.only, proxy.slow_s = "TransactWriteItems", 0.3  # each claim transaction takes a while
+    proxy.set_mode("slow")
+    status, body, _ = invoke(bearer(events))
+    assert status == 200 and body["delivered"] == 250, body
+    assert proxy.operations.count("TransactWriteItems") == 3  # 100 + 100 + 50 records
+    assert proxy.peak_in_flight["TransactWriteItems"] >= 2
+
+
 def wait_for_release(proxy: Any) -> None:
     """Until the request's "done" item is written (in the background, after the answer)."""
     deadline = time.monotonic() + 10
