@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 AWS_CLIENT_CONFIG = Config(
     connect_timeout=0.5,
     read_timeout=1.0,
-    retries={"mode": "standard", "max_attempts": 2},
+    # `total_max_attempts` counts the first try; botocore's `max_attempts` here would count
+    # retries only (3 attempts in all, a third second of waiting on a hung store).
+    retries={"mode": "standard", "total_max_attempts": 2},
 )
 # The state table's client sends requests of up to 100 items built by this code alone; botocore's
 # client-side check of them against the API's shapes cost ~10 ms of this process's CPU per

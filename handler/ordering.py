@@ -19,7 +19,8 @@ stamp (`s:`) the state it set (`v:`), and while a claim is open the stamp and st
    leaves the others to claim. A live lease of another request on the record holds the change
    back (`busy`) — unless it is older even than what that request's claim replaced, which no
    outcome of it can make current (stale). The rest are claimed by one TransactWriteItems per
-   100: each record is put with its changes' stamps (the previous ones kept beside them), this
+   100 (a request's batches of 100 at once): each record is put with its changes' stamps (every
+   slot's current stamp kept beside them as its previous one), this
    request's lease (its token, until its work deadline) and the next version, on condition that
    the version is still the one read. A record that changed since is read again and decided
    again. A change held back waits for the other lease (short waits, ending before the calls
@@ -32,12 +33,15 @@ stamp (`s:`) the state it set (`v:`), and while a claim is open the stamp and st
    releases its leases on all of them at once (a second transaction of every record would cost
    as much as the claim, and twice its write capacity); a claim that meets a live lease of
    another request reads that item before it holds back (only then: an extra read under
-   contention, none otherwise). The item is written only once every undo is in place; when an
-   undo fails, the leases run out by themselves instead. SMC may have applied a failed send
-   whose answer was lost; putting the record back is still safe, because Segment retries that
-   change (same stamp), which is claimed and applied again, so the newest change lands last. Had
-   the claim stood instead, an older change arriving before that retry would be dropped as stale
-   for a change SMC may never apply. Either way the lease goes and the open `p:` slots close.
+   contention, none otherwise), and if it is there reads the record again, consistently: read
+   before the item was, the record may predate that request's undo. The item is written only
+   once every undo is in place; when an undo fails (or DynamoDB keeps cancelling it for any
+   reason but a newer claim of the record), the leases run out by themselves instead. SMC may
+   have applied a failed send whose answer was lost; putting the record back is still safe,
+   because Segment retries that change (same stamp), which is claimed and applied again, so the
+   newest change lands last. Had the claim stood instead, an older change arriving before that
+   retry would be dropped as stale for a change SMC may never apply. Either way the lease goes;
+   a record left as claimed keeps its `p:` slots open until the next claim closes them.
 
 Why the newest change wins every interleaving: each claim is a compare-and-set on the record's
 version, so DynamoDB serialises the claims of one record. Of two changes to one member, the
@@ -73,6 +77,7 @@ MAX_BATCHES_AT_ONCE = 4  # claim transactions of one request in flight together
 _NONE = ""  # a stamp that did not exist
 _RACE_ROUNDS = 3  # re-reads of records another request changed between our read and our write
 _executor: ThreadPoolExecutor | None = None  # `_batch_pool`
+_SETTLE_ROUNDS = 3  # attempts of an undo transaction that DynamoDB cancels (`_put_back`)
 # How long a change waits for another request's lease on the same record (it is released as soon
 # as that request has SMC's answer); a wait is only started if it and one more round trip end
 # before the caller stops waiting for the claims, so a held-back change is decided `busy`, never
@@ -252,6 +257,11 @@ class OrderingStore(StateTable):
         for _ in range(_RACE_ROUNDS):
             found = self._read([record.key for record in unread])
             released = self._released(found.values(), lease)
+            if released:
+                # Read before the done item was, such a record may predate its request's undo:
+                # read again, consistently, it is as that request left it (undos come first).
+                stale = [key for key, item in found.items() if _text(item, "owner") in released]
+                found.update(self._read(stale, consistent=True))
             writes: list[tuple[_Record, Item, list[Claim]]] = []
             for record in unread:
                 decision = self._decide(record, found.get(record.key), lease, released)
@@ -302,10 +312,15 @@ class OrderingStore(StateTable):
         if not fresh:
             return None
         put: Item = {**item, "id": {"S": record.key}}
+        # Every slot's previous stamp becomes its current one, so `p:` says exactly what this
+        # claim replaces: a slot it leaves alone cannot go back, whatever an earlier request that
+        # was released without a rewrite (`settle`) left in its `p:`.
+        for name in item:
+            if name.startswith("s:"):
+                slot = name[2:]
+                put[f"p:{slot}"], put[f"pv:{slot}"] = item[name], {"S": _text(item, f"v:{slot}")}
         for change in fresh:
             for slot in change.claimed:
-                put[f"p:{slot}"] = {"S": _text(item, f"s:{slot}")}
-                put[f"pv:{slot}"] = {"S": _text(item, f"v:{slot}")}
                 put[f"s:{slot}"] = {"S": change.stamp}
                 put[f"v:{slot}"] = {"S": change.slots[slot]}
         put["lease"] = {"N": str(lease.until_ms)}
@@ -314,14 +329,17 @@ class OrderingStore(StateTable):
         put["expiration"] = {"N": str(int(time.time()) + self._ttl_seconds)}
         return put, fresh
 
-    def _read(self, keys: list[str]) -> dict[str, Item]:
+    def _read(self, keys: list[str], *, consistent: bool = False) -> dict[str, Item]:
         # BatchGetItem refuses a key list with duplicates; `_records` has none, and this keeps
         # it so whatever the caller passes.
         keys = list(dict.fromkeys(keys))
         records: dict[str, Item] = {}
         for start in range(0, len(keys), MAX_BATCH_GET):
             request: dict[str, Any] = {
-                self._table: {"Keys": [{"id": {"S": key}} for key in keys[start : start + MAX_BATCH_GET]]}
+                self._table: {
+                    "Keys": [{"id": {"S": key}} for key in keys[start : start + MAX_BATCH_GET]],
+                    "ConsistentRead": consistent,
+                }
             }
             while request:  # DynamoDB may leave keys unprocessed under load: ask again for those
                 answer = self.client.batch_get_item(RequestItems=request)
@@ -379,6 +397,28 @@ class OrderingStore(StateTable):
         return None
 
     # -- 3. settle -----------------------------------------------------------------------------
+    def _put_back(self, batch: list[Item]) -> list[Item]:
+        """Put one transaction's records back; return those still not put back.
+
+        Only `ConditionalCheckFailed` lets an undo go: another request has claimed the record
+        since (after our lease ended), and its change is newer. Any other reason — `None` (the
+        transaction was cancelled for another item), a conflict, throttling — leaves the put to
+        do, tried again a few times."""
+        for _ in range(_SETTLE_ROUNDS):
+            reasons = self._transact([self._put(item) for item in batch])
+            if reasons is None:
+                return []
+            if len(reasons) != len(batch):  # not an answer about these items: nothing is known
+                continue
+            batch = [
+                item
+                for item, reason in zip(batch, reasons, strict=True)
+                if reason.get("Code") != "ConditionalCheckFailed"
+            ]
+            if not batch:
+                return []
+        return batch
+
     def settle(self, undo: Sequence[Claim], keep: Sequence[Claim], lease: Lease) -> None:
         """Close the claims: `undo` (changes SMC did not take) go back to the stamps and states
         before them, `keep` (changes it took) stand; every lease goes.
@@ -400,17 +440,15 @@ class OrderingStore(StateTable):
             if any(id(change) in undone for change in changes)
         ]
         try:
-            for start in range(0, len(writes), MAX_TRANSACTION_ITEMS):
-                batch = writes[start : start + MAX_TRANSACTION_ITEMS]
-                while batch:
-                    reasons = self._transact([self._put(item) for item in batch])
-                    if reasons is None:
-                        break
-                    # A record another request has claimed since needs nothing from us: its change
-                    # is newer. The others are settled without it.
-                    kept = zip(batch, reasons, strict=True)
-                    batch = [item for item, reason in kept if (reason.get("Code") or "None") == "None"]
-            if len(writes) < len(records):  # some records still carry our lease: release them
+            unsettled = sum(
+                len(self._put_back(writes[start : start + MAX_TRANSACTION_ITEMS]))
+                for start in range(0, len(writes), MAX_TRANSACTION_ITEMS)
+            )
+            if unsettled:
+                # The leases must stay on the records not put back: no done item.
+                count("OrderingSettleFailures")
+                logger.warning("ordering claims not settled", extra={"error": "undo cancelled"})
+            elif len(writes) < len(records):  # some records still carry our lease: release them
                 self.client.put_item(TableName=self._table, Item=_done(lease))
         except (BotoCoreError, ClientError) as exc:
             count("OrderingSettleFailures")

@@ -15,7 +15,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -87,6 +87,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, proxy: AwsFaultProxy) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if proxy.answer is not None:
+            operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            own = proxy.answer(operation, json.loads(body or b"{}"))
+            if own is not None:
+                self._answer(own[0], json.dumps(own[1]).encode(), {})
+                return
         mode = proxy.mode
         if proxy.only is not None and proxy.only not in self.headers.get("X-Amz-Target", ""):
             mode = "pass"  # a fault aimed at one operation (e.g. "UpdateItem") spares the others
@@ -156,6 +162,9 @@ class AwsFaultProxy:
         self.slow_s = 0.1  # how late "slow" passes each request on
         self.only: str | None = None  # apply the mode only to this operation (X-Amz-Target part)
         self.operations: list[str] = []  # every request's operation name (e.g. "BatchGetItem")
+        # Answers chosen requests itself: (operation, request body) -> (status, JSON body) or None
+        # to go on as `mode` says (it may also just wait, to stretch a moment).
+        self.answer: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]] | None] | None = None
         self.peak_in_flight: dict[str, int] = {}  # most requests of an operation served at once
         self._in_flight: dict[str, int] = {}
         self._lock = threading.Lock()

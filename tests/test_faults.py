@@ -33,6 +33,7 @@ from tests.segment_sim import (
     verify,
     write_figures,
 )
+from tests.support import api_event, invoke
 
 TALLIES: list[Tally] = []
 RETRYABLE = {"429", "500", "502", "503", "504", "timeout", "crashed", "lost"}
@@ -411,3 +412,13 @@ def test_lambda_killed_mid_request_then_redelivered(fstack, monkeypatch, when):
     for delivery, seen in per_id.items():
         if seen[0] == "crashed":
             assert seen[-1] == 200 and set(seen[1:-1]) <= {429}, (delivery, seen)
+
+
+def test_a_failing_aws_call_is_tried_twice_in_all_not_three_times(stack, aws_proxy):
+    """The worst case the deadlines count on (`handler.aws`): one retry, not botocore's two."""
+    proxy = aws_proxy("dynamodb")
+    proxy.only = "PutItem"  # the idempotency record's first write
+    proxy.set_mode("error")
+    status, body, _ = invoke(api_event([support.track()]))
+    assert status == 200 and body["delivered"] == 1, body  # delivered without the store
+    assert proxy.operations.count("PutItem") == 2

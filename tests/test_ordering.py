@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from handler.claims import BUSY, ORDERING_ERROR
-from handler.ordering import record_key
+from handler.ordering import LEASE_PREFIX, record_key
 from sandbox import Fault
 from tests import support
 from tests.support import api_event, invoke, redelivered
@@ -344,7 +344,8 @@ def test_a_done_request_releases_its_leases_so_the_next_change_is_claimed_withou
     capsys.readouterr()
     status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
     assert status == 200 and body["delivered"] == 1 and not is_member(stack), body
-    assert proxy.operations.count("BatchGetItem") == 2  # the record, then the lease owner's "done" item
+    # the record, the lease owner's "done" item, then the record again, as that request left it
+    assert proxy.operations.count("BatchGetItem") == 3
     assert '"OrderingBusy"' not in capsys.readouterr().out
 
 
@@ -353,7 +354,7 @@ def test_a_request_whose_undo_failed_keeps_its_leases_rather_than_release_a_reco
 ):
     import boto3
 
-    from handler.ordering import LEASE_PREFIX, Claim, Lease, OrderingStore, resolve, stamp
+    from handler.ordering import Claim, Lease, OrderingStore, resolve, stamp
 
     proxy = aws_proxy("dynamodb")
     store = OrderingStore(stack.state_table, 3600, boto3.client("dynamodb", endpoint_url=proxy.url))
@@ -376,6 +377,124 @@ def test_a_request_whose_undo_failed_keeps_its_leases_rather_than_release_a_reco
     resolve([newer])
     store.claim([newer], Lease.for_seconds(5.0), wait_until_ms=0)
     assert newer.verdict == "busy"  # the lease stands until it runs out
+
+
+def cancelled(codes: list[str]) -> tuple[int, dict[str, Any]]:
+    """DynamoDB's answer to a TransactWriteItems it cancelled, one reason per item."""
+    return 400, {
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "message": "Transaction cancelled, please refer cancellation reasons for specific reasons",
+        "CancellationReasons": [{"Code": code, "Message": code} for code in codes],
+    }
+
+
+def is_undo(operation: str, body: dict[str, Any]) -> bool:
+    """A settle's put-back transaction: its puts carry no lease (a claim's always do)."""
+    items = body.get("TransactItems", []) if operation == "TransactWriteItems" else []
+    return bool(items) and all("lease" not in item["Put"]["Item"] for item in items)
+
+
+@pytest.mark.parametrize("code", ["ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"])
+def test_an_undo_dynamodb_keeps_cancelling_keeps_the_leases_instead_of_releasing_a_record_not_put_back(
+    stack, aws_proxy, code
+):
+    proxy = aws_proxy("dynamodb")
+    other = support.group("ADD", userId="cust-other", timestamp=at(9))
+    assert invoke(bearer([change("ADD", at(9)), other]))[0] == 200
+    undos: list[str] = []
+
+    def cancel_undos(operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not is_undo(operation, body):
+            return None
+        undos.append(operation)
+        return cancelled([code] * len(body["TransactItems"]))
+
+    proxy.answer = cancel_undos
+    # SMC refuses MEMBER's REMOVE for good (its claim must be undone) and takes the other one
+    stack.sandbox.inject(
+        Fault(result_code="Failed", invalid_rows=[0], method="DELETE", path_contains=REMOVE_PATH)
+    )
+    status, body, _ = invoke(
+        bearer([change("REMOVE", at(11)), support.group("REMOVE", userId="cust-other", timestamp=at(11))])
+    )
+    stack.sandbox.clear_faults()
+    proxy.answer = None
+    assert status == 200 and body["rejected"] == 1 and body["delivered"] == 1, body
+    assert len(undos) == 3  # tried again, then given up on
+    assert membership_record(stack)["s:member"].startswith(at(11))  # not put back...
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))  # newer than the ADD SMC holds
+    assert status == 503 and outcome_of(body, body["failures"][0]["messageId"]) == ("retried", BUSY), body
+    assert is_member(stack)  # ...so its lease stands: nothing is judged against the refused REMOVE
+
+
+def test_an_undo_cancelled_once_is_tried_again_and_put_back(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    assert invoke(bearer([change("ADD", at(9))]))[0] == 200
+    undos: list[str] = []
+
+    def cancel_first_undo(operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        if not is_undo(operation, body) or undos:
+            return None
+        undos.append(operation)
+        return cancelled(["TransactionConflict"] * len(body["TransactItems"]))
+
+    proxy.answer = cancel_first_undo
+    stack.sandbox.inject(
+        Fault(result_code="Failed", invalid_rows=[0], method="DELETE", path_contains=REMOVE_PATH)
+    )
+    status, body, _ = invoke(bearer([change("REMOVE", at(11))]))
+    stack.sandbox.clear_faults()
+    assert status == 400 and body["rejected"] == 1, body  # refused for good: Segment drops it
+    assert undos and membership_record(stack)["s:member"].startswith(at(9))
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))
+    assert status == 200 and body["delivered"] == 1 and not is_member(stack), body
+
+
+def test_a_change_meeting_a_lease_released_after_an_undo_is_judged_by_the_record_put_back(stack, aws_proxy):
+    proxy = aws_proxy("dynamodb")
+    other = "cust-other"
+    assert (
+        invoke(bearer([change("ADD", at(9)), support.group("ADD", userId=other, timestamp=at(9))]))[0] == 200
+    )
+    claims: list[str] = []
+    stretched: list[str] = []
+
+    def stretch_done_read(operation: str, body: dict[str, Any]) -> None:
+        # C's moment between its read of the records and its read of the done items (the first
+        # such read after B's claim), made long enough for B to undo its record and finish.
+        if operation == "TransactWriteItems" and not is_undo(operation, body):
+            claims.append(operation)
+        keys = [key["id"]["S"] for table in body.get("RequestItems", {}).values() for key in table["Keys"]]
+        if claims and not stretched and keys and all(key.startswith(LEASE_PREFIX) for key in keys):
+            stretched.append(operation)
+            time.sleep(0.6)
+        return None
+
+    # B: REMOVE at 11:00 of MEMBER (SMC refuses it for good: undone) and of `other` (taken: its
+    # lease is released by B's done item); SMC takes 0.3 s
+    stack.sandbox.inject(
+        Fault(
+            result_code="PartiallySucceeded",
+            invalid_rows=[0],
+            delay_s=0.3,
+            method="DELETE",
+            path_contains=REMOVE_PATH,
+        )
+    )
+    answers: dict[str, Any] = {}
+    b_events = [change("REMOVE", at(11)), support.group("REMOVE", userId=other, timestamp=at(11))]
+    b = threading.Thread(target=lambda: answers.setdefault("B", invoke(bearer(b_events))))
+    proxy.answer = stretch_done_read
+    b.start()
+    time.sleep(0.15)
+    # C: REMOVE at 10:00 of MEMBER, read while B's claim is on the record
+    status, body, _ = invoke(bearer([change("REMOVE", at(10))]))
+    b.join()
+    stack.sandbox.clear_faults()
+    assert stretched and answers["B"][1]["rejected"] == 1
+    # Newer than the ADD SMC holds: applied (or retried), never dropped as stale
+    assert status == 200 and body["delivered"] == 1, body
+    assert not is_member(stack)
 
 
 def test_rows_that_overwrite_nothing_never_touch_the_ordering_records(stack, aws_proxy):

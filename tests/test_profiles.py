@@ -5,6 +5,8 @@ static segments and its transactional journey `order_confirmation`."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -103,6 +105,31 @@ def test_a_stale_identify_never_overwrites_a_newer_value(profiles):
     row = profile(profiles, "p-2")
     assert row["MAIL"] == "new@example.com"  # the newer value stands
     assert row["FIRSTNAME"] == "Bo"  # the older event's other column was newer news: applied
+
+
+def test_a_stale_column_is_settled_at_once_while_a_newer_identify_of_other_columns_is_in_flight(profiles):
+    def identify(when: str, **traits: str) -> dict[str, Any]:
+        return support.identify(userId="p-3", traits=traits, timestamp=f"2026-11-27T{when}:00.000Z")
+
+    assert invoke(bearer([identify("09:00", email="z@example.com", firstName="Zed")]))[0] == 200
+    assert invoke(bearer([identify("10:00", email="a@example.com", firstName="Ann")]))[0] == 200
+    time.sleep(0.3)  # that request's leases are released, in the background
+    # B (FIRSTNAME only, newest) is in flight at SMC while C (MAIL only, older than 10:00) arrives
+    profiles.sandbox.inject(Fault(delay_s=1.5, times=1, method="POST", path_contains="/lists/users/data"))
+    answers: dict[str, Any] = {}
+    b = threading.Thread(
+        target=lambda: answers.setdefault("B", invoke(bearer([identify("11:00", firstName="Bea")])))
+    )
+    b.start()
+    time.sleep(0.4)
+    status, body, _ = invoke(bearer([identify("09:30", email="old@example.com")]))
+    b.join()
+    # B never touches MAIL, last set at 10:00 by a request that is done: C is stale, not held back
+    # (its events-list row is delivered; its profile part is settled stale)
+    assert status == 200 and body["retried"] == 0 and body["delivered"] == 1, body
+    assert answers["B"][0] == 200
+    row = profile(profiles, "p-3")
+    assert (row["MAIL"], row["FIRSTNAME"]) == ("a@example.com", "Bea")
 
 
 def test_two_identifies_of_one_profile_in_a_request_apply_the_newer_traits(profiles):
