@@ -41,7 +41,7 @@ stamp (`s:`) the state it set (`v:`), and while a claim is open the stamp and st
    because Segment retries that change (same stamp), which is claimed and applied again, so the
    newest change lands last. Had the claim stood instead, an older change arriving before that
    retry would be dropped as stale for a change SMC may never apply. Either way the lease goes;
-   a record left as claimed keeps its `p:` slots open until the next claim closes them.
+   the `p:` slots, read only under a live lease, are set again by the next claim.
 
 Why the newest change wins every interleaving: each claim is a compare-and-set on the record's
 version, so DynamoDB serialises the claims of one record. Of two changes to one member, the
@@ -260,8 +260,8 @@ class OrderingStore(StateTable):
             if released:
                 # Read before the done item was, such a record may predate its request's undo:
                 # read again, consistently, it is as that request left it (undos come first).
-                stale = [key for key, item in found.items() if _text(item, "owner") in released]
-                found.update(self._read(stale, consistent=True))
+                outdated = [key for key, item in found.items() if _text(item, "owner") in released]
+                found.update(self._read(outdated, consistent=True))
             writes: list[tuple[_Record, Item, list[Claim]]] = []
             for record in unread:
                 decision = self._decide(record, found.get(record.key), lease, released)
@@ -288,7 +288,7 @@ class OrderingStore(StateTable):
         return frozenset(key.removeprefix(LEASE_PREFIX) for key in done)
 
     def _decide(
-        self, record: _Record, item: Item | None, lease: Lease, released: frozenset[str] = frozenset()
+        self, record: _Record, item: Item | None, lease: Lease, released: frozenset[str]
     ) -> tuple[Item, list[Claim]] | Literal["busy"] | None:
         """The item the record's changes would put (and those changes), "busy", or None when
         every pending change is stale. `released`: tokens of done requests (their leases are void)."""
@@ -439,20 +439,21 @@ class OrderingStore(StateTable):
             for changes in records.values()
             if any(id(change) in undone for change in changes)
         ]
+        error: str | None = None
         try:
             unsettled = sum(
                 len(self._put_back(writes[start : start + MAX_TRANSACTION_ITEMS]))
                 for start in range(0, len(writes), MAX_TRANSACTION_ITEMS)
             )
             if unsettled:
-                # The leases must stay on the records not put back: no done item.
-                count("OrderingSettleFailures")
-                logger.warning("ordering claims not settled", extra={"error": "undo cancelled"})
+                error = "undo cancelled"  # the leases must stay on the records not put back
             elif len(writes) < len(records):  # some records still carry our lease: release them
                 self.client.put_item(TableName=self._table, Item=_done(lease))
         except (BotoCoreError, ClientError) as exc:
+            error = type(exc).__name__
+        if error is not None:
             count("OrderingSettleFailures")
-            logger.warning("ordering claims not settled", extra={"error": type(exc).__name__})
+            logger.warning("ordering claims not settled", extra={"error": error})
         if undone:
             count("OrderingClaimsUndone", len(undone))
 
@@ -473,17 +474,15 @@ def _done(lease: Lease) -> Item:
 
 
 def _settled(changes: list[Claim], undone: set[int]) -> Item:
-    """The record after settling its changes: lease gone, undone slots back to their previous
-    stamp and state, and every settled slot's previous one closed (`p:` = `s:`), so a later
-    claim's `p:` says exactly what that claim replaced."""
+    """The record put back: lease gone, undone slots back to their previous stamp and state. Its
+    `p:` slots are read only under a live lease, and the next claim sets them (`_decide`)."""
     written = changes[0].written or {}
     item = {name: value for name, value in written.items() if name not in ("lease", "owner")}
     for change in changes:
-        for slot in change.claimed:
-            if id(change) in undone:
+        if id(change) in undone:
+            for slot in change.claimed:
                 item[f"s:{slot}"] = written.get(f"p:{slot}", {"S": _NONE})
                 item[f"v:{slot}"] = written.get(f"pv:{slot}", {"S": _NONE})
-            item[f"p:{slot}"], item[f"pv:{slot}"] = item[f"s:{slot}"], item[f"v:{slot}"]
     item["ver"] = {"N": str(_version(written) + 1)}
     return item
 

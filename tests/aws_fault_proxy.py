@@ -83,12 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: AwsFaultProxy = self.server.proxy  # type: ignore[attr-defined]
         operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
         with proxy.track(operation):
-            self._serve(proxy)
+            self._serve(proxy, operation)
 
-    def _serve(self, proxy: AwsFaultProxy) -> None:
+    def _serve(self, proxy: AwsFaultProxy, operation: str) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if proxy.answer is not None:
-            operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
             own = proxy.answer(operation, json.loads(body or b"{}"))
             if own is not None:
                 self._answer(own[0], json.dumps(own[1]).encode(), {})
